@@ -1,0 +1,33 @@
+// Command sluice runs, checks and draws Sluice pipelines, and generates
+// synthetic retail events.
+//
+//	sluice run examples/retail.yaml      run a pipeline
+//	sluice validate pipeline.yaml        report every error with its line
+//	sluice graph pipeline.yaml           draw it (Mermaid or DOT)
+//	sluice gen --count 1000              synthetic retail events as JSONL
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	_ "github.com/sluicehq/sluice/connectors"
+	_ "github.com/sluicehq/sluice/connectors/generator"
+	_ "github.com/sluicehq/sluice/operators"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "sluice",
+		Short:         "Stream processing for real-time retail behaviour",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(runCmd(), validateCmd(), graphCmd(), genCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,265 @@
+package state
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// entry is a cached table entry.
+type entry[T any] struct {
+	key     string
+	val     T
+	wtime   int64 // write time (unix nanos) in tables with a TTL
+	present bool  // false: the key is known to be absent
+	dirty   bool  // changed since the last flush (and in the dirty list)
+	stored  stored
+}
+
+// Value is a table holding one value of type T per key. It belongs to its
+// Partition's goroutine.
+//
+// Get returns the cached value itself, not a copy: a caller that mutates a
+// value through a pointer, slice or map it holds must Put it again, or the
+// change is not marked dirty and never reaches Pebble.
+type Value[T any] struct {
+	p      *Partition
+	name   string
+	codec  Codec[T]
+	ttl    int64 // nanos; 0 means none
+	clock  func() time.Time
+	suffix []byte // 00 kind name: follows the key in raw keys
+
+	cache map[string]*entry[T]
+	dirty []*entry[T]
+}
+
+// NewValue opens the value table name of partition p. Names are unique among
+// the tables of a partition: opening one twice panics.
+func NewValue[T any](p *Partition, name string, codec Codec[T], opts ...TableOption) *Value[T] {
+	return newValue(p, name, kindValue, codec, opts)
+}
+
+func newValue[T any](p *Partition, name string, kind byte, codec Codec[T], opts []TableOption) *Value[T] {
+	var to tableOptions
+	for _, o := range opts {
+		o(&to)
+	}
+	v := &Value[T]{
+		p:      p,
+		name:   name,
+		codec:  codec,
+		suffix: append([]byte{0, kind}, name...),
+		cache:  make(map[string]*entry[T]),
+	}
+	if to.ttl > 0 {
+		v.ttl, v.clock = int64(to.ttl), to.clock
+		if v.clock == nil {
+			v.clock = time.Now
+		}
+	}
+	p.register(name, v)
+	return v
+}
+
+// now returns the current time for TTLs.
+func (v *Value[T]) now() int64 { return v.clock().UnixNano() }
+
+// Get returns the value of key: from the cache, else from Pebble (then
+// cached). An absent or expired key reads as the zero value and false.
+func (v *Value[T]) Get(key string) (T, bool, error) {
+	e, err := v.lookup(key)
+	if err != nil {
+		var zero T
+		return zero, false, err
+	}
+	return e.val, e.present, nil
+}
+
+// lookup returns the cached entry of key, loading it on a miss.
+func (v *Value[T]) lookup(key string) (*entry[T], error) {
+	if e := v.cache[key]; e != nil {
+		if e.present && v.ttl > 0 && v.now()-e.wtime >= v.ttl {
+			v.setAbsent(e)
+		}
+		return e, nil
+	}
+	return v.load(key)
+}
+
+// load reads key from Pebble into the cache.
+func (v *Value[T]) load(key string) (*entry[T], error) {
+	e := &entry[T]{key: strings.Clone(key), stored: storedNo}
+	if !v.p.isErased(key) {
+		v.p.kbuf = append(v.p.appendKeyed(v.p.kbuf[:0], key), v.suffix...)
+		err := v.p.get(v.p.kbuf, func(raw []byte, ok bool) error {
+			if !ok {
+				return nil
+			}
+			e.stored = storedYes
+			if v.ttl > 0 {
+				if len(raw) < 8 {
+					return fmt.Errorf("value of %d bytes lacks its write time", len(raw))
+				}
+				e.wtime, raw = getInt64(raw), raw[8:]
+				if v.now()-e.wtime >= v.ttl {
+					// Expired: absent now, deleted at the next flush.
+					e.dirty = true
+					return nil
+				}
+			}
+			val, err := v.codec.Decode(raw)
+			if err != nil {
+				return err
+			}
+			e.val, e.present = val, true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("state: table %q: get: %w", v.name, err)
+		}
+	}
+	v.cache[e.key] = e
+	if e.dirty {
+		v.dirty = append(v.dirty, e)
+	}
+	return e, nil
+}
+
+// entryFor returns the cached entry of key without reading Pebble, creating
+// it if needed.
+func (v *Value[T]) entryFor(key string) *entry[T] {
+	if e := v.cache[key]; e != nil {
+		return e
+	}
+	e := &entry[T]{key: strings.Clone(key)}
+	if v.p.isErased(key) {
+		e.stored = storedNo
+	}
+	v.cache[e.key] = e
+	return e
+}
+
+func (v *Value[T]) markDirty(e *entry[T]) {
+	if !e.dirty {
+		e.dirty = true
+		v.dirty = append(v.dirty, e)
+	}
+}
+
+func (v *Value[T]) setAbsent(e *entry[T]) {
+	var zero T
+	e.val, e.present = zero, false
+	v.markDirty(e)
+}
+
+// Put sets the value of key in the cache and marks it dirty; it is encoded
+// only at the next Flush.
+func (v *Value[T]) Put(key string, val T) {
+	e := v.entryFor(key)
+	e.val, e.present = val, true
+	if v.ttl > 0 {
+		e.wtime = v.now()
+	}
+	v.markDirty(e)
+}
+
+// Delete deletes key.
+func (v *Value[T]) Delete(key string) {
+	e := v.entryFor(key)
+	if !e.present && e.stored == storedNo {
+		return
+	}
+	v.setAbsent(e)
+}
+
+func (v *Value[T]) flush(b *pebble.Batch) error {
+	p := v.p
+	for i, e := range v.dirty {
+		v.dirty[i] = nil
+		if !e.dirty {
+			continue // erased since
+		}
+		e.dirty = false
+		p.kbuf = append(p.appendKeyed(p.kbuf[:0], e.key), v.suffix...)
+		if e.present {
+			p.vbuf = p.vbuf[:0]
+			if v.ttl > 0 {
+				p.vbuf = putInt64(p.vbuf, e.wtime)
+			}
+			p.vbuf = v.codec.Append(p.vbuf, e.val)
+			if err := b.Set(p.kbuf, p.vbuf, nil); err != nil {
+				return fmt.Errorf("table %q: %w", v.name, err)
+			}
+			e.stored = storedYes
+		} else if e.stored != storedNo {
+			if err := b.Delete(p.kbuf, nil); err != nil {
+				return fmt.Errorf("table %q: %w", v.name, err)
+			}
+			e.stored = storedNo
+		}
+	}
+	v.dirty = v.dirty[:0]
+	return nil
+}
+
+func (v *Value[T]) erase(key string) {
+	if e := v.cache[key]; e != nil {
+		e.dirty = false
+		delete(v.cache, key)
+	}
+}
+
+func (v *Value[T]) markAbsent(key string) {
+	if v.cache[key] == nil {
+		v.cache[key] = &entry[T]{key: key, stored: storedNo}
+	}
+}
+
+func (v *Value[T]) evict() {
+	for k, e := range v.cache {
+		if !e.dirty {
+			delete(v.cache, k)
+		}
+	}
+}
+
+func (v *Value[T]) cachedEntries() int { return len(v.cache) }
+
+// Counter is a table holding an int64 per key; an absent key counts 0. It
+// belongs to its Partition's goroutine.
+type Counter struct {
+	v *Value[int64]
+}
+
+// NewCounter opens the counter table name of partition p. Names are unique
+// among the tables of a partition: opening one twice panics.
+func NewCounter(p *Partition, name string, opts ...TableOption) *Counter {
+	return &Counter{v: newValue(p, name, kindCounter, Int64Codec, opts)}
+}
+
+// Get returns the count of key.
+func (c *Counter) Get(key string) (int64, error) {
+	n, _, err := c.v.Get(key)
+	return n, err
+}
+
+// Add adds n to the count of key and returns the new count.
+func (c *Counter) Add(key string, n int64) (int64, error) {
+	e, err := c.v.lookup(key)
+	if err != nil {
+		return 0, err
+	}
+	e.val += n
+	e.present = true
+	if c.v.ttl > 0 {
+		e.wtime = c.v.now()
+	}
+	c.v.markDirty(e)
+	return e.val, nil
+}
+
+// Delete deletes the count of key (it counts 0 again).
+func (c *Counter) Delete(key string) { c.v.Delete(key) }
