@@ -11,6 +11,10 @@ type Message struct {
 	Payload []byte
 	// Offset is the message's position in its split, strictly increasing.
 	Offset int64
+	// Event, when set, is the message already decoded (an in-process source
+	// of Go values, a benchmark); Payload is then ignored. The runtime copies
+	// it before Deliver returns.
+	Event *Event
 }
 
 // Offsets maps a split to the offset of the last message of it that the

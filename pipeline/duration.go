@@ -85,7 +85,12 @@ func ParseDuration(s string) (time.Duration, error) {
 					overflow = true
 					continue
 				}
-				frac = frac*10 + uint64(s[i]-'0')
+				y := frac*10 + uint64(s[i]-'0')
+				if y > 1<<63 {
+					overflow = true
+					continue
+				}
+				frac = y
 				scale *= 10
 			}
 			post = i > 0

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -248,3 +249,17 @@ type discardSink struct{}
 func (discardSink) Write([]SinkRecord) error { return nil }
 func (discardSink) Flush() error             { return nil }
 func (discardSink) Close() error             { return nil }
+
+// NoneConfig configures the "none" source.
+type NoneConfig struct{}
+
+// noneSource delivers nothing and ends at once.
+type noneSource struct{}
+
+func (noneSource) Read(context.Context, Offsets, Deliverer) error { return nil }
+
+func init() {
+	// "none" is a source with no input: for pipelines run by a Harness,
+	// whose events come from the test.
+	RegisterSource("none", func(NoneConfig) (Source, error) { return noneSource{}, nil })
+}

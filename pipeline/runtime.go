@@ -442,14 +442,19 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 			continue
 		}
 		ss.offset = max(ss.offset, m.Offset)
-		if len(m.Payload) > MaxEventBytes {
+		if m.Event != nil {
+			if err := validateEvent(m.Event); err != nil {
+				ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: AppendEventJSON(nil, m.Event)})
+				continue
+			}
+			ss.scratch = *m.Event
+		} else if len(m.Payload) > MaxEventBytes {
 			ss.dead = append(ss.dead, DeadLetter{
 				Reason: fmt.Sprintf("event too large: %d bytes (limit %d)", len(m.Payload), MaxEventBytes),
 				Split:  split, Offset: m.Offset, Payload: m.Payload,
 			})
 			continue
-		}
-		if err := ss.dec.Decode(m.Payload, &ss.scratch); err != nil {
+		} else if err := ss.dec.Decode(m.Payload, &ss.scratch); err != nil {
 			ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: m.Payload})
 			continue
 		}

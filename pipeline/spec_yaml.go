@@ -746,7 +746,7 @@ func keyOf(tk *token.Token) string {
 // suggest returns the known name closest to name, if it is close enough to
 // be a typo.
 func suggest(name string, known []string) string {
-	best, bestDist := "", 3
+	best, bestDist := "", max(1, len(name)/3)+1
 	for _, k := range known {
 		if d := editDistance(name, k); d < bestDist {
 			best, bestDist = k, d

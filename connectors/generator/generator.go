@@ -238,7 +238,7 @@ const (
 	hour   = 60 * minute
 	// maxThink caps the time between two events of a session, far below
 	// the 30m inactivity gap that ends a session.
-	maxThink = 40 * minute
+	maxThink = 5 * minute
 	// sessionGap is the least time between a shopper's sessions (and
 	// between a session and a server-side event).
 	sessionGap = 31 * minute
@@ -1355,7 +1355,7 @@ func (g *Generator) stamp(e *pipeline.Event, now int64) {
 	if g.maxDisorder > 0 && g.r.Float64() < 0.2 {
 		// A late event: it happened earlier, but arrives now. None is
 		// earlier than Start.
-		ts = max(ts-g.r.Int64N(2*g.maxDisorder), g.start)
+		ts = max(ts-g.r.Int64N(g.maxDisorder), g.start)
 	}
 	e.Timestamp = time.UnixMilli(ts).UTC()
 	e.ReceivedAt = time.UnixMilli(now + 20 + min(g.expMs(150), 5000)).UTC()
