@@ -382,27 +382,36 @@ func openLineFile(path, name string) (*lineWriter, error) {
 	return &lineWriter{name: name, w: bufio.NewWriterSize(f, writeBufferSize), f: f, durable: true}, nil
 }
 
-// endTornLine starts a new line if f ends inside one (a crash in the middle
-// of a write), so that the torn line does not swallow the next record.
+// endTornLine cuts a line that a crash left half written off the end of f.
+// Everything after the last checkpoint's flush is replayed on restart and
+// written again, so the torn line is not lost; cutting it keeps the file
+// valid JSONL for whoever reads it.
 func endTornLine(f *os.File, name string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if fi.Size() == 0 {
+	size := fi.Size()
+	end := size
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return fmt.Errorf("%s: read tail: %w", name, err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
 		return nil
 	}
-	var last [1]byte
-	if _, err := f.ReadAt(last[:], fi.Size()-1); err != nil {
-		return fmt.Errorf("%s: read last byte: %w", name, err)
-	}
-	if last[0] == '\n' {
-		return nil
-	}
-	slog.Warn("output file ends inside a line (a write cut short by a crash?); continuing on a new line",
-		"output", name, "size", fi.Size())
-	if _, err := f.Write([]byte{'\n'}); err != nil {
-		return fmt.Errorf("%s: end torn line: %w", name, err)
+	slog.Warn("output file ends inside a line (a write cut short by a crash); cutting the torn line, which the replay writes again",
+		"output", name, "bytes", size-end)
+	if err := f.Truncate(end); err != nil {
+		return fmt.Errorf("%s: cut torn line: %w", name, err)
 	}
 	return nil
 }

@@ -213,3 +213,12 @@ func asYAMLError(err error, target *yaml.Error) bool {
 	}
 	return ok
 }
+
+func BenchmarkParseDuration(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseDuration("1d12h30m"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,15 +8,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
-
-	"github.com/valyala/fastjson"
 )
 
 // MaxIDLen is the longest event_id, user_id or anonymous_id, in bytes, that
 // an event may carry. Ids are state keys; longer ones are rejected.
 const MaxIDLen = 512
+
+// maxJSONDepth bounds the nesting of objects and arrays in an event.
+const maxJSONDepth = 1000
 
 // productEventTypes are the event types that must carry a product.
 var productEventTypes = map[string]bool{
@@ -34,7 +35,7 @@ var cartOrderProductTypes = map[string]bool{
 }
 
 // internedTypes maps each vocabulary event type to itself, so that decoded
-// events of those types share one string instead of referencing their buffer.
+// events of those types share one static string.
 var internedTypes = func() map[string]string {
 	m := make(map[string]string, len(categories))
 	for t := range categories {
@@ -43,20 +44,33 @@ var internedTypes = func() map[string]string {
 	return m
 }()
 
-// internedPurposes are consent purposes common enough to share one string.
-var internedPurposes = map[string]string{
-	"analytics": "analytics", "personalization": "personalization",
-	"marketing": "marketing", "advertising": "advertising",
-	"functional": "functional", "necessary": "necessary",
+// internPurpose returns a static string for consent purposes common enough
+// to share one.
+func internPurpose(b []byte) (string, bool) {
+	switch string(b) {
+	case "analytics":
+		return "analytics", true
+	case "personalization":
+		return "personalization", true
+	case "marketing":
+		return "marketing", true
+	case "advertising":
+		return "advertising", true
+	case "functional":
+		return "functional", true
+	case "necessary":
+		return "necessary", true
+	}
+	return "", false
 }
 
-// EventDecoder decodes and validates JSON events (DESIGN §2). It keeps
-// buffers between calls, so it is meant to be reused; it is not safe for
-// concurrent use: use one per goroutine.
+// EventDecoder decodes and validates JSON events (DESIGN §2). It is a
+// single-pass decoder written for Event: no reflection, no intermediate
+// tree. It keeps buffers between calls, so it is meant to be reused; it is
+// not safe for concurrent use: use one per goroutine.
 type EventDecoder struct {
-	p       fastjson.Parser
 	scratch []byte        // the strings of the event being decoded
-	num     []byte        // the text of the number being parsed
+	tmp     []byte        // unescaped keys and short-lived strings
 	consent []consentItem // the consent entries of the event being decoded
 }
 
@@ -72,37 +86,36 @@ type consentItem struct {
 //
 // Decode never retains data: the caller may reuse it. The strings of one
 // decoded event share a single allocation (event types of the vocabulary
-// and common consent purposes share static strings; properties have their
+// and common consent purposes are static strings; properties have their
 // own); an operator that keeps a small part of many events for a long time
 // may strings.Clone it.
 //
-// Unknown fields are ignored, so producers can add fields first. A JSON null
-// is the same as an absent field, and an empty object or array is the same
-// as an absent one. Numbers are parsed strictly (JSON grammar, finite
-// float64; quantity and results must be integers). Strings that are not
-// valid UTF-8 have each bad byte replaced by U+FFFD, as encoding/json does.
+// The JSON must be valid (RFC 8259). Unknown fields are ignored, so
+// producers can add fields first. A JSON null is the same as an absent
+// field, and an empty object or array the same as an absent one. Duplicate
+// keys: the last wins. Numbers must be finite float64 values; quantity and
+// results must be integers. Strings that are not valid UTF-8 have each bad
+// byte replaced by U+FFFD, as encoding/json does.
 func (d *EventDecoder) Decode(data []byte, e *Event) error {
 	*e = Event{}
-	v, err := d.p.ParseBytes(data)
-	if err != nil {
-		return fmt.Errorf("not JSON: %s", strings.TrimPrefix(err.Error(), "cannot parse JSON: "))
-	}
-	if v.Type() != fastjson.TypeObject {
-		return fmt.Errorf("not a JSON object: got %s", jsonTypeName(v))
-	}
-	o, _ := v.Object()
-	// Decoded strings are never longer than the input, so the scratch
-	// space never moves while the event is mapped.
+	// A decoded string is never longer than its JSON form, so the strings
+	// of the event fit the scratch space and it never moves while mapping.
 	if cap(d.scratch) < len(data) {
 		d.scratch = make([]byte, 0, len(data))
 	}
-	m := eventMapper{e: e, arena: d.scratch[:0], num: d.num[:0], consent: d.consent[:0]}
-	o.Visit(m.topLevel)
-	d.num = m.num
+	m := eventMapper{
+		data: data, e: e,
+		arena: d.scratch[:0], tmp: d.tmp[:0], consent: d.consent[:0],
+	}
+	m.event()
+	if m.err == nil && len(m.arena) > 0 && unsafe.SliceData(m.arena) != unsafe.SliceData(d.scratch) {
+		m.err = fmt.Errorf("internal error: event string arena moved")
+	}
 	if m.err == nil {
 		m.finish()
-		m.err = validateEvent(e)
+		m.err = validateEvent(e, m.hasTimestamp)
 	}
+	d.tmp = m.tmp[:0]
 	clear(m.consent)
 	d.consent = m.consent[:0]
 	if m.err != nil {
@@ -112,34 +125,269 @@ func (d *EventDecoder) Decode(data []byte, e *Event) error {
 	return nil
 }
 
-// eventMapper maps one parsed JSON object onto an Event. It records the
-// first error and ignores everything after it.
+// eventMapper decodes one JSON event onto an Event. It records the first
+// error and does nothing after it: every loop ends once err is set.
 //
 // While mapping, the event's strings point into arena, the decoder's
 // scratch space; finish copies the arena into one allocation and points
 // the strings there.
 type eventMapper struct {
+	data    []byte
+	pos     int
+	err     error
 	e       *Event
 	arena   []byte
-	err     error
-	num     []byte
+	tmp     []byte
 	consent []consentItem
+
+	hasTimestamp bool
 }
 
-// str returns b as a string in the arena, with invalid UTF-8 replaced.
-func (m *eventMapper) str(b []byte) string {
-	if len(b) == 0 {
+// Kinds of JSON values, by their first byte; kindNumber stands for all
+// numbers and kindNone for "no value" (a syntax error was recorded).
+const (
+	kindNone   byte = 0
+	kindString byte = '"'
+	kindObject byte = '{'
+	kindArray  byte = '['
+	kindTrue   byte = 't'
+	kindFalse  byte = 'f'
+	kindNull   byte = 'n'
+	kindNumber byte = '0'
+)
+
+func kindName(k byte) string {
+	switch k {
+	case kindString:
+		return "string"
+	case kindObject:
+		return "object"
+	case kindArray:
+		return "array"
+	case kindTrue, kindFalse:
+		return "bool"
+	case kindNull:
+		return "null"
+	}
+	return "number"
+}
+
+// syntax records a JSON syntax error at the current position.
+func (m *eventMapper) syntax(what string) {
+	if m.err == nil {
+		m.err = fmt.Errorf("not JSON: %s at offset %d", what, m.pos)
+	}
+}
+
+// unexpected records a syntax error for the byte at the current position.
+func (m *eventMapper) unexpected(context string) {
+	if m.pos >= len(m.data) {
+		m.syntax("unexpected end of input")
+		return
+	}
+	m.syntax(fmt.Sprintf("invalid character %q %s", m.data[m.pos], context))
+}
+
+func (m *eventMapper) ws() {
+	for m.pos < len(m.data) {
+		switch m.data[m.pos] {
+		case ' ', '\t', '\n', '\r':
+			m.pos++
+		default:
+			return
+		}
+	}
+}
+
+// kind skips white space and returns the kind of the value that starts
+// there, or kindNone after recording a syntax error.
+func (m *eventMapper) kind() byte {
+	if m.err != nil {
+		return kindNone
+	}
+	m.ws()
+	if m.pos >= len(m.data) {
+		m.syntax("unexpected end of input")
+		return kindNone
+	}
+	switch c := m.data[m.pos]; c {
+	case '"', '{', '[', 't', 'f', 'n':
+		return c
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return kindNumber
+	}
+	m.unexpected("looking for a value")
+	return kindNone
+}
+
+// literal consumes true, false or null, whose first byte is at pos.
+func (m *eventMapper) literal(k byte) {
+	var lit string
+	switch k {
+	case kindTrue:
+		lit = "true"
+	case kindFalse:
+		lit = "false"
+	default:
+		lit = "null"
+	}
+	if len(m.data)-m.pos < len(lit) || string(m.data[m.pos:m.pos+len(lit)]) != lit {
+		m.syntax("invalid literal")
+		return
+	}
+	m.pos += len(lit)
+}
+
+// plainString[c] is true for the bytes that stand for themselves in a JSON
+// string and are ASCII.
+var plainString = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendString decodes the JSON string that starts at pos (a quote) onto
+// buf. ascii reports that the decoded bytes are all ASCII.
+func (m *eventMapper) appendString(buf []byte) (_ []byte, ascii bool) {
+	data := m.data
+	i := m.pos + 1
+	start := i
+	ascii = true
+	for {
+		for i < len(data) && plainString[data[i]] {
+			i++
+		}
+		if i >= len(data) {
+			m.pos = i
+			m.syntax("unexpected end of input in string")
+			return buf, ascii
+		}
+		switch c := data[i]; {
+		case c == '"':
+			buf = append(buf, data[start:i]...)
+			m.pos = i + 1
+			return buf, ascii
+		case c == '\\':
+			buf = append(buf, data[start:i]...)
+			var ok bool
+			buf, i, ok = appendEscape(buf, data, i)
+			if !ok {
+				m.pos = i
+				m.syntax("invalid escape in string")
+				return buf, ascii
+			}
+			if buf[len(buf)-1] >= utf8.RuneSelf {
+				ascii = false
+			}
+			start = i
+		case c < 0x20:
+			m.pos = i
+			m.syntax("control character in string")
+			return buf, ascii
+		default: // not ASCII
+			ascii = false
+			i++
+		}
+	}
+}
+
+// appendEscape decodes the escape sequence at data[i] (a backslash) onto
+// buf and returns the index after it. A lone UTF-16 surrogate becomes
+// U+FFFD, as encoding/json does.
+func appendEscape(buf, data []byte, i int) ([]byte, int, bool) {
+	if i+1 >= len(data) {
+		return buf, i, false
+	}
+	switch c := data[i+1]; c {
+	case '"', '\\', '/':
+		return append(buf, c), i + 2, true
+	case 'b':
+		return append(buf, '\b'), i + 2, true
+	case 'f':
+		return append(buf, '\f'), i + 2, true
+	case 'n':
+		return append(buf, '\n'), i + 2, true
+	case 'r':
+		return append(buf, '\r'), i + 2, true
+	case 't':
+		return append(buf, '\t'), i + 2, true
+	case 'u':
+		r, ok := hex4(data, i+2)
+		if !ok {
+			return buf, i, false
+		}
+		i += 6
+		if utf16.IsSurrogate(r) {
+			r2, ok := rune(0), false
+			if i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
+				r2, ok = hex4(data, i+2)
+			}
+			if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+				return utf8.AppendRune(buf, dec), i + 6, true
+			}
+			r = utf8.RuneError
+		}
+		return utf8.AppendRune(buf, r), i, true
+	}
+	return buf, i, false
+}
+
+// hex4 decodes the four hex digits at data[i:].
+func hex4(data []byte, i int) (rune, bool) {
+	if len(data)-i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// str decodes the JSON string at pos into the arena and returns it, with
+// invalid UTF-8 replaced.
+func (m *eventMapper) str() string {
+	start := len(m.arena)
+	var ascii bool
+	m.arena, ascii = m.appendString(m.arena)
+	return m.arenaString(start, ascii)
+}
+
+// arenaString returns arena[start:] as a string. Invalid UTF-8 (rare) is
+// replaced, in a string of its own.
+func (m *eventMapper) arenaString(start int, ascii bool) string {
+	b := m.arena[start:]
+	if len(b) == 0 || m.err != nil {
+		m.arena = m.arena[:start]
 		return ""
 	}
-	if !utf8.Valid(b) {
-		return string(appendValidUTF8(nil, b)) // rare: owns its allocation
+	if !ascii && !utf8.Valid(b) {
+		s := string(appendValidUTF8(nil, b))
+		m.arena = m.arena[:start]
+		return s
 	}
-	start := len(m.arena)
-	if len(b) > cap(m.arena)-start {
-		return string(b) // cannot happen: decoded strings fit the input
+	return unsafe.String(&b[0], len(b))
+}
+
+// ownString decodes the JSON string at pos into a string of its own.
+func (m *eventMapper) ownString() string {
+	var ascii bool
+	m.tmp, ascii = m.appendString(m.tmp[:0])
+	if !ascii && !utf8.Valid(m.tmp) {
+		return string(appendValidUTF8(nil, m.tmp))
 	}
-	m.arena = append(m.arena, b...)
-	return unsafe.String(&m.arena[start], len(b))
+	return string(m.tmp)
 }
 
 // appendValidUTF8 appends b with each invalid byte replaced by U+FFFD.
@@ -156,11 +404,722 @@ func appendValidUTF8(dst, b []byte) []byte {
 	return dst
 }
 
-// finish gives the event's strings their own allocation.
+// number consumes the number at pos and returns its text, a view of the
+// input valid during Decode, and whether it is written as an integer.
+func (m *eventMapper) number() (text string, isInt bool) {
+	data := m.data
+	start := m.pos
+	i := start
+	digits := func() bool {
+		j := i
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(data) && data[i] == '0':
+		i++
+	case !digits():
+		m.pos = i
+		m.unexpected("in number")
+		return "", false
+	}
+	isInt = true
+	if i < len(data) && data[i] == '.' {
+		isInt = false
+		i++
+		if !digits() {
+			m.pos = i
+			m.unexpected("after decimal point in number")
+			return "", false
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		isInt = false
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if !digits() {
+			m.pos = i
+			m.unexpected("in exponent of number")
+			return "", false
+		}
+	}
+	m.pos = i
+	return unsafe.String(&data[start], i-start), isInt
+}
+
+// float consumes a number and returns it as a float64.
+func (m *eventMapper) float(path fieldPath) float64 {
+	text, _ := m.number()
+	if m.err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		m.fail(path, "number out of range: %s", truncateString(text, 32))
+		return 0
+	}
+	return f
+}
+
+// integer consumes a number that must be an integer; 2.0 and 2e0 are.
+func (m *eventMapper) integer(path fieldPath) int {
+	text, isInt := m.number()
+	if m.err != nil {
+		return 0
+	}
+	if isInt {
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || int64(int(n)) != n {
+			m.fail(path, "number out of range: %s", truncateString(text, 32))
+			return 0
+		}
+		return int(n)
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		m.fail(path, "want integer, got %s", truncateString(text, 32))
+		return 0
+	}
+	return int(f)
+}
+
+// enter consumes the opening { or [ at pos and reports whether a member
+// or item follows (false for an empty object or array).
+func (m *eventMapper) enter(end byte) bool {
+	m.pos++
+	m.ws()
+	if m.pos < len(m.data) && m.data[m.pos] == end {
+		m.pos++
+		return false
+	}
+	return m.err == nil
+}
+
+// more consumes what follows a member or item: a comma (true) or end
+// (false). It is false once an error is recorded.
+func (m *eventMapper) more(end byte) bool {
+	if p := m.pos; p < len(m.data) && m.data[p] == ',' && m.err == nil {
+		m.pos++
+		return true
+	}
+	return m.moreSlow(end)
+}
+
+func (m *eventMapper) moreSlow(end byte) bool {
+	if m.err != nil {
+		return false
+	}
+	m.ws()
+	if m.pos < len(m.data) {
+		switch m.data[m.pos] {
+		case ',':
+			m.pos++
+			return true
+		case end:
+			m.pos++
+			return false
+		}
+	}
+	if end == '}' {
+		m.unexpected("after object value")
+	} else {
+		m.unexpected("after array item")
+	}
+	return false
+}
+
+// key consumes `"name":` and returns the unescaped name, valid until the
+// next call.
+func (m *eventMapper) key() []byte {
+	// Fast path: compact JSON and a plain name.
+	data := m.data
+	if p := m.pos; p < len(data) && data[p] == '"' {
+		i := p + 1
+		for i < len(data) && plainString[data[i]] {
+			i++
+		}
+		if i+1 < len(data) && data[i] == '"' && data[i+1] == ':' {
+			m.pos = i + 2
+			return data[p+1 : i]
+		}
+	}
+	return m.keySlow()
+}
+
+func (m *eventMapper) keySlow() []byte {
+	m.ws()
+	if m.pos >= len(m.data) || m.data[m.pos] != '"' {
+		m.unexpected("looking for an object key")
+		return nil
+	}
+	m.tmp, _ = m.appendString(m.tmp[:0])
+	m.ws()
+	if m.err != nil {
+		return nil
+	}
+	if m.pos >= len(m.data) || m.data[m.pos] != ':' {
+		m.unexpected("after object key")
+		return nil
+	}
+	m.pos++
+	return m.tmp
+}
+
+// skip consumes a value of any kind, checking its syntax.
+func (m *eventMapper) skip(depth int) {
+	if depth > maxJSONDepth {
+		m.syntax("nested too deep")
+		return
+	}
+	switch k := m.kind(); k {
+	case kindString:
+		m.tmp, _ = m.appendString(m.tmp[:0])
+	case kindNumber:
+		m.number()
+	case kindTrue, kindFalse, kindNull:
+		m.literal(k)
+	case kindObject:
+		for more := m.enter('}'); more; more = m.more('}') {
+			m.key()
+			m.skip(depth + 1)
+		}
+	case kindArray:
+		for more := m.enter(']'); more; more = m.more(']') {
+			m.skip(depth + 1)
+		}
+	}
+}
+
+// fieldPath names a field for errors: base.name, or base[i].name when
+// i >= 0. It is formatted only when an error needs it.
+type fieldPath struct {
+	base string
+	i    int
+	name string
+}
+
+// top names a top-level field, or a field of a nested object when name is
+// a dotted path.
+func top(name string) fieldPath { return fieldPath{i: -1, name: name} }
+
+func (p fieldPath) String() string {
+	s := p.base
+	if p.i >= 0 {
+		s += "[" + strconv.Itoa(p.i) + "]"
+	}
+	switch {
+	case p.name == "":
+	case s == "":
+		s = p.name
+	default:
+		s += "." + p.name
+	}
+	return s
+}
+
+func (m *eventMapper) fail(path fieldPath, format string, args ...any) {
+	if m.err == nil {
+		m.err = fmt.Errorf("field %q: %s", path.String(), fmt.Sprintf(format, args...))
+	}
+}
+
+func (m *eventMapper) wrongType(path fieldPath, want string, k byte) {
+	if k != kindNone {
+		m.fail(path, "want %s, got %s", want, kindName(k))
+	}
+}
+
+// string decodes a string field; null leaves it empty.
+func (m *eventMapper) string(dst *string, path fieldPath) {
+	// Fast path: a plain ASCII string without escapes, the usual case.
+	data := m.data
+	if p := m.pos; p < len(data) && data[p] == '"' {
+		i := p + 1
+		for i < len(data) && plainString[data[i]] {
+			i++
+		}
+		if i < len(data) && data[i] == '"' {
+			m.pos = i + 1
+			if i == p+1 {
+				*dst = ""
+				return
+			}
+			start := len(m.arena)
+			m.arena = append(m.arena, data[p+1:i]...)
+			*dst = unsafe.String(&m.arena[start], i-p-1)
+			return
+		}
+	}
+	m.stringSlow(dst, path)
+}
+
+func (m *eventMapper) stringSlow(dst *string, path fieldPath) {
+	switch k := m.kind(); k {
+	case kindString:
+		*dst = m.str()
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "string", k)
+	}
+}
+
+// floatField decodes a number field; null leaves it zero.
+func (m *eventMapper) floatField(dst *float64, path fieldPath) {
+	switch k := m.kind(); k {
+	case kindNumber:
+		*dst = m.float(path)
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "number", k)
+	}
+}
+
+// intField decodes an integer field; null leaves it zero.
+func (m *eventMapper) intField(dst *int, path fieldPath) {
+	switch k := m.kind(); k {
+	case kindNumber:
+		*dst = m.integer(path)
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "integer", k)
+	}
+}
+
+// timeField decodes an RFC 3339 time field; null leaves it zero. It
+// reports whether a time was decoded.
+func (m *eventMapper) timeField(dst *time.Time, path fieldPath) bool {
+	switch k := m.kind(); k {
+	case kindString:
+		m.tmp, _ = m.appendString(m.tmp[:0])
+		if m.err != nil {
+			return false
+		}
+		var t time.Time
+		if err := t.UnmarshalText(m.tmp); err != nil {
+			m.fail(path, "not an RFC 3339 time: %q", truncateString(string(m.tmp), 64))
+			return false
+		}
+		*dst = t.UTC()
+		return true
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "string", k)
+	}
+	return false
+}
+
+// object checks that an object field holds an object, and consumes null.
+// It reports whether an object starts at pos.
+func (m *eventMapper) object(path fieldPath) bool {
+	switch k := m.kind(); k {
+	case kindObject:
+		return true
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "object", k)
+	}
+	return false
+}
+
+// array checks that an array field holds an array, and consumes null. It
+// reports whether an array starts at pos.
+func (m *eventMapper) array(path fieldPath) bool {
+	switch k := m.kind(); k {
+	case kindArray:
+		return true
+	case kindNull:
+		m.literal(k)
+	default:
+		m.wrongType(path, "array", k)
+	}
+	return false
+}
+
+// event decodes the top-level object.
+func (m *eventMapper) event() {
+	switch k := m.kind(); k {
+	case kindObject:
+	case kindNone:
+		return
+	default:
+		if m.pos == 0 && len(m.data) == 0 {
+			m.syntax("empty input")
+			return
+		}
+		m.err = fmt.Errorf("not a JSON object: got %s", kindName(k))
+		return
+	}
+	e := m.e
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "event_id":
+			m.string(&e.EventID, top("event_id"))
+		case "type":
+			m.eventType()
+		case "user_id":
+			m.string(&e.UserID, top("user_id"))
+		case "anonymous_id":
+			m.string(&e.AnonymousID, top("anonymous_id"))
+		case "timestamp":
+			m.hasTimestamp = m.timeField(&e.Timestamp, top("timestamp"))
+		case "received_at":
+			m.timeField(&e.ReceivedAt, top("received_at"))
+		case "context":
+			if m.object(top("context")) {
+				m.context()
+			}
+		case "consent":
+			if m.object(top("consent")) {
+				m.consentObject()
+			}
+		case "product":
+			if m.object(top("product")) {
+				m.product(&e.Product, "product", -1)
+			}
+		case "products":
+			e.Products = e.Products[:0]
+			if m.array(top("products")) {
+				for more := m.enter(']'); more; more = m.more(']') {
+					i := len(e.Products)
+					if k := m.kind(); k != kindObject {
+						m.wrongType(fieldPath{"products", i, ""}, "object", k)
+						return
+					}
+					e.Products = append(e.Products, Product{})
+					m.product(&e.Products[i], "products", i)
+				}
+			}
+			if len(e.Products) == 0 {
+				e.Products = nil
+			}
+		case "order":
+			if m.object(top("order")) {
+				m.order()
+			}
+		case "search":
+			if m.object(top("search")) {
+				m.search()
+			}
+		case "filters":
+			e.Filters = e.Filters[:0]
+			if m.array(top("filters")) {
+				for more := m.enter(']'); more; more = m.more(']') {
+					i := len(e.Filters)
+					if k := m.kind(); k != kindObject {
+						m.wrongType(fieldPath{"filters", i, ""}, "object", k)
+						return
+					}
+					e.Filters = append(e.Filters, Filter{})
+					m.filter(&e.Filters[i], i)
+				}
+			}
+			if len(e.Filters) == 0 {
+				e.Filters = nil
+			}
+		case "properties":
+			e.Properties = nil
+			if m.object(top("properties")) {
+				if p := m.anyObject("properties", 1); len(p) > 0 {
+					e.Properties = p
+				}
+			}
+		default:
+			m.skip(1)
+		}
+	}
+	if m.err != nil {
+		return
+	}
+	m.ws()
+	if m.pos < len(m.data) {
+		m.unexpected("after top-level object")
+	}
+}
+
+// eventType decodes the type field, sharing the string of vocabulary types.
+func (m *eventMapper) eventType() {
+	if m.kind() != kindString {
+		m.string(&m.e.Type, top("type"))
+		return
+	}
+	start := len(m.arena)
+	var ascii bool
+	m.arena, ascii = m.appendString(m.arena)
+	if t, ok := internedTypes[string(m.arena[start:])]; ok {
+		m.arena = m.arena[:start]
+		m.e.Type = t
+		return
+	}
+	m.e.Type = m.arenaString(start, ascii)
+}
+
+func (m *eventMapper) context() {
+	c := &m.e.Context
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "page":
+			if m.object(top("context.page")) {
+				m.page()
+			}
+		case "channel":
+			m.string(&c.Channel, top("context.channel"))
+		case "user_agent":
+			m.string(&c.UserAgent, top("context.user_agent"))
+		case "locale":
+			m.string(&c.Locale, top("context.locale"))
+		case "ip":
+			m.string(&c.IP, top("context.ip"))
+		default:
+			m.skip(2)
+		}
+	}
+}
+
+func (m *eventMapper) page() {
+	p := &m.e.Context.Page
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "url":
+			m.string(&p.URL, top("context.page.url"))
+		case "referrer":
+			m.string(&p.Referrer, top("context.page.referrer"))
+		case "title":
+			m.string(&p.Title, top("context.page.title"))
+		default:
+			m.skip(3)
+		}
+	}
+}
+
+func (m *eventMapper) consentObject() {
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		var granted bool
+		switch kind := m.kind(); kind {
+		case kindTrue:
+			granted = true
+			m.literal(kind)
+		case kindFalse:
+			m.literal(kind)
+		case kindNull:
+			m.literal(kind)
+			continue
+		default:
+			m.wrongType(top("consent."+string(k)), "bool", kind)
+			return
+		}
+		purpose, ok := internPurpose(k)
+		if !ok {
+			start := len(m.arena)
+			m.arena = append(m.arena, k...)
+			purpose = m.arenaString(start, false)
+		}
+		// A repeated purpose: the last wins.
+		for i := range m.consent {
+			if m.consent[i].purpose == purpose {
+				m.consent[i].granted = granted
+				purpose = ""
+				break
+			}
+		}
+		if purpose != "" {
+			m.consent = append(m.consent, consentItem{purpose, granted})
+		}
+	}
+}
+
+// product decodes a product object; i is its index in products, or -1.
+func (m *eventMapper) product(p *Product, base string, i int) {
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "id":
+			m.string(&p.ID, fieldPath{base, i, "id"})
+		case "sku":
+			m.string(&p.SKU, fieldPath{base, i, "sku"})
+		case "category":
+			m.string(&p.Category, fieldPath{base, i, "category"})
+		case "brand":
+			m.string(&p.Brand, fieldPath{base, i, "brand"})
+		case "price":
+			m.floatField(&p.Price, fieldPath{base, i, "price"})
+		case "currency":
+			m.string(&p.Currency, fieldPath{base, i, "currency"})
+		case "quantity":
+			m.intField(&p.Quantity, fieldPath{base, i, "quantity"})
+		default:
+			m.skip(3)
+		}
+	}
+}
+
+func (m *eventMapper) order() {
+	o := &m.e.Order
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "id":
+			m.string(&o.ID, top("order.id"))
+		case "revenue":
+			m.floatField(&o.Revenue, top("order.revenue"))
+		case "currency":
+			m.string(&o.Currency, top("order.currency"))
+		default:
+			m.skip(2)
+		}
+	}
+}
+
+func (m *eventMapper) search() {
+	s := &m.e.Search
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "query":
+			m.string(&s.Query, top("search.query"))
+		case "results":
+			m.intField(&s.Results, top("search.results"))
+		default:
+			m.skip(2)
+		}
+	}
+}
+
+func (m *eventMapper) filter(f *Filter, i int) {
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return
+		}
+		switch string(k) {
+		case "field":
+			m.string(&f.Field, fieldPath{"filters", i, "field"})
+		case "op":
+			m.string(&f.Op, fieldPath{"filters", i, "op"})
+		case "value":
+			m.string(&f.Value, fieldPath{"filters", i, "value"})
+		default:
+			m.skip(3)
+		}
+	}
+}
+
+// anyObject decodes a free-form object, at pos, as encoding/json would into
+// map[string]any: numbers are float64, objects map[string]any, arrays []any.
+// Its strings have their own allocations.
+func (m *eventMapper) anyObject(path string, depth int) map[string]any {
+	if depth > maxJSONDepth {
+		m.syntax("nested too deep")
+		return nil
+	}
+	var obj map[string]any
+	for more := m.enter('}'); more; more = m.more('}') {
+		k := m.key()
+		if m.err != nil {
+			return nil
+		}
+		key := string(k)
+		if !utf8.Valid(k) {
+			key = string(appendValidUTF8(nil, k))
+		}
+		if obj == nil {
+			obj = make(map[string]any)
+		}
+		obj[key] = m.anyValue(path, key, -1, depth)
+	}
+	if obj == nil && m.err == nil {
+		obj = map[string]any{}
+	}
+	return obj
+}
+
+// anyValue decodes a free-form value found at parent.key, or at parent[i]
+// when i >= 0.
+func (m *eventMapper) anyValue(parent, key string, i int, depth int) any {
+	switch k := m.kind(); k {
+	case kindString:
+		return m.ownString()
+	case kindNumber:
+		text, _ := m.number()
+		if m.err != nil {
+			return nil
+		}
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			m.fail(top(childPath(parent, key, i)), "number out of range: %s", truncateString(text, 32))
+			return nil
+		}
+		return f
+	case kindTrue:
+		m.literal(k)
+		return true
+	case kindFalse:
+		m.literal(k)
+		return false
+	case kindNull:
+		m.literal(k)
+	case kindObject:
+		return m.anyObject(childPath(parent, key, i), depth+1)
+	case kindArray:
+		path := childPath(parent, key, i)
+		out := []any{}
+		for more := m.enter(']'); more; more = m.more(']') {
+			out = append(out, m.anyValue(path, "", len(out), depth+1))
+		}
+		return out
+	}
+	return nil
+}
+
+func childPath(parent, key string, i int) string {
+	if i >= 0 {
+		return parent + "[" + strconv.Itoa(i) + "]"
+	}
+	return parent + "." + key
+}
+
+// finish gives the event's strings their own allocation and builds its
+// consent map.
 func (m *eventMapper) finish() {
 	e := m.e
 	if len(m.arena) > 0 {
-		r := rebaser{lo: uintptr(unsafe.Pointer(&m.arena[0])), final: string(m.arena)}
+		r := rebaser{lo: uintptr(unsafe.Pointer(unsafe.SliceData(m.arena))), final: string(m.arena)}
 		r.rebase(&e.EventID)
 		r.rebase(&e.Type)
 		r.rebase(&e.UserID)
@@ -199,7 +1158,7 @@ func (m *eventMapper) finish() {
 }
 
 // rebaser moves strings from the arena starting at lo to final, a copy of
-// it. Strings elsewhere (static or with their own allocation) stay.
+// it. Strings elsewhere (static, or with their own allocation) stay.
 type rebaser struct {
 	lo    uintptr
 	final string
@@ -223,413 +1182,16 @@ func (r *rebaser) product(p *Product) {
 	r.rebase(&p.Currency)
 }
 
-// fieldPath names a field for errors: base.name, or base[i].name when
-// i >= 0. It is formatted only when an error needs it.
-type fieldPath struct {
-	base string
-	i    int
-	name string
-}
-
-// top names a top-level field, or a field of a nested object when name is
-// a dotted path.
-func top(name string) fieldPath { return fieldPath{i: -1, name: name} }
-
-func (p fieldPath) String() string {
-	s := p.base
-	if p.i >= 0 {
-		s += "[" + strconv.Itoa(p.i) + "]"
-	}
-	switch {
-	case p.name == "":
-	case s == "":
-		s = p.name
-	default:
-		s += "." + p.name
-	}
-	return s
-}
-
-func (m *eventMapper) fail(path fieldPath, format string, args ...any) {
-	if m.err == nil {
-		m.err = fmt.Errorf("field %q: %s", path.String(), fmt.Sprintf(format, args...))
-	}
-}
-
-func (m *eventMapper) wrongType(path fieldPath, want string, v *fastjson.Value) {
-	m.fail(path, "want %s, got %s", want, jsonTypeName(v))
-}
-
-// string decodes a string field; null leaves it empty.
-func (m *eventMapper) string(dst *string, path fieldPath, v *fastjson.Value) {
-	switch v.Type() {
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		*dst = m.str(b)
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "string", v)
-	}
-}
-
-// float decodes a number field; null leaves it zero.
-func (m *eventMapper) float(dst *float64, path fieldPath, v *fastjson.Value) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		f, err := m.parseFloat(v)
-		if err != "" {
-			m.fail(path, "%s", err)
-			return
-		}
-		*dst = f
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "number", v)
-	}
-}
-
-// int decodes an integer field; null leaves it zero.
-func (m *eventMapper) int(dst *int, path fieldPath, v *fastjson.Value) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		n, err := m.parseInt(v)
-		if err != "" {
-			m.fail(path, "%s", err)
-			return
-		}
-		*dst = n
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "integer", v)
-	}
-}
-
-// time decodes an RFC 3339 time field; null leaves it zero.
-func (m *eventMapper) time(dst *time.Time, path fieldPath, v *fastjson.Value) bool {
-	switch v.Type() {
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		var t time.Time
-		if err := t.UnmarshalText(b); err != nil {
-			m.fail(path, "not an RFC 3339 time: %q", truncate(b, 64))
-			return false
-		}
-		*dst = t.UTC()
-		return true
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "string", v)
-	}
-	return false
-}
-
-// object returns the object of an object field, nil for null.
-func (m *eventMapper) object(path fieldPath, v *fastjson.Value) *fastjson.Object {
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		return o
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "object", v)
-	}
-	return nil
-}
-
-// array returns the items of an array field, nil for null.
-func (m *eventMapper) array(path fieldPath, v *fastjson.Value) []*fastjson.Value {
-	switch v.Type() {
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		return a
-	case fastjson.TypeNull:
-	default:
-		m.wrongType(path, "array", v)
-	}
-	return nil
-}
-
-func (m *eventMapper) topLevel(k []byte, v *fastjson.Value) {
-	if m.err != nil {
-		return
-	}
-	e := m.e
-	switch string(k) {
-	case "event_id":
-		m.string(&e.EventID, top("event_id"), v)
-	case "type":
-		if v.Type() == fastjson.TypeString {
-			b, _ := v.StringBytes()
-			if t, ok := internedTypes[string(b)]; ok {
-				e.Type = t
-				return
-			}
-		}
-		m.string(&e.Type, top("type"), v)
-	case "user_id":
-		m.string(&e.UserID, top("user_id"), v)
-	case "anonymous_id":
-		m.string(&e.AnonymousID, top("anonymous_id"), v)
-	case "timestamp":
-		m.time(&e.Timestamp, top("timestamp"), v)
-	case "received_at":
-		m.time(&e.ReceivedAt, top("received_at"), v)
-	case "context":
-		if o := m.object(top("context"), v); o != nil {
-			o.Visit(m.context)
-		}
-	case "consent":
-		if o := m.object(top("consent"), v); o != nil {
-			m.consentObject(o)
-		}
-	case "product":
-		if o := m.object(top("product"), v); o != nil {
-			m.product(&e.Product, "product", -1, o)
-		}
-	case "products":
-		a := m.array(top("products"), v)
-		if len(a) == 0 {
-			e.Products = nil
-			return
-		}
-		e.Products = make([]Product, len(a))
-		for i, x := range a {
-			if x.Type() != fastjson.TypeObject {
-				m.wrongType(fieldPath{"products", i, ""}, "object", x)
-				return
-			}
-			o, _ := x.Object()
-			m.product(&e.Products[i], "products", i, o)
-		}
-	case "order":
-		if o := m.object(top("order"), v); o != nil {
-			o.Visit(m.order)
-		}
-	case "search":
-		if o := m.object(top("search"), v); o != nil {
-			o.Visit(m.search)
-		}
-	case "filters":
-		a := m.array(top("filters"), v)
-		if len(a) == 0 {
-			e.Filters = nil
-			return
-		}
-		e.Filters = make([]Filter, len(a))
-		for i, x := range a {
-			if x.Type() != fastjson.TypeObject {
-				m.wrongType(fieldPath{"filters", i, ""}, "object", x)
-				return
-			}
-			o, _ := x.Object()
-			m.filter(&e.Filters[i], i, o)
-		}
-	case "properties":
-		if o := m.object(top("properties"), v); o != nil && o.Len() > 0 {
-			m.e.Properties = m.properties(o, "properties")
-		}
-	}
-}
-
-func (m *eventMapper) context(k []byte, v *fastjson.Value) {
-	if m.err != nil {
-		return
-	}
-	c := &m.e.Context
-	switch string(k) {
-	case "page":
-		if o := m.object(top("context.page"), v); o != nil {
-			o.Visit(m.page)
-		}
-	case "channel":
-		m.string(&c.Channel, top("context.channel"), v)
-	case "user_agent":
-		m.string(&c.UserAgent, top("context.user_agent"), v)
-	case "locale":
-		m.string(&c.Locale, top("context.locale"), v)
-	case "ip":
-		m.string(&c.IP, top("context.ip"), v)
-	}
-}
-
-func (m *eventMapper) page(k []byte, v *fastjson.Value) {
-	if m.err != nil {
-		return
-	}
-	p := &m.e.Context.Page
-	switch string(k) {
-	case "url":
-		m.string(&p.URL, top("context.page.url"), v)
-	case "referrer":
-		m.string(&p.Referrer, top("context.page.referrer"), v)
-	case "title":
-		m.string(&p.Title, top("context.page.title"), v)
-	}
-}
-
-func (m *eventMapper) consentObject(o *fastjson.Object) {
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if m.err != nil {
-			return
-		}
-		var granted bool
-		switch v.Type() {
-		case fastjson.TypeTrue:
-			granted = true
-		case fastjson.TypeFalse:
-		case fastjson.TypeNull:
-			return
-		default:
-			m.wrongType(top("consent."+string(k)), "bool", v)
-			return
-		}
-		purpose, ok := internedPurposes[string(k)]
-		if !ok {
-			purpose = m.str(k)
-		}
-		m.consent = append(m.consent, consentItem{purpose, granted})
-	})
-}
-
-// product decodes a product object; i is its index in products, or -1.
-func (m *eventMapper) product(p *Product, base string, i int, o *fastjson.Object) {
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if m.err != nil {
-			return
-		}
-		switch string(k) {
-		case "id":
-			m.string(&p.ID, fieldPath{base, i, "id"}, v)
-		case "sku":
-			m.string(&p.SKU, fieldPath{base, i, "sku"}, v)
-		case "category":
-			m.string(&p.Category, fieldPath{base, i, "category"}, v)
-		case "brand":
-			m.string(&p.Brand, fieldPath{base, i, "brand"}, v)
-		case "price":
-			m.float(&p.Price, fieldPath{base, i, "price"}, v)
-		case "currency":
-			m.string(&p.Currency, fieldPath{base, i, "currency"}, v)
-		case "quantity":
-			m.int(&p.Quantity, fieldPath{base, i, "quantity"}, v)
-		}
-	})
-}
-
-func (m *eventMapper) order(k []byte, v *fastjson.Value) {
-	if m.err != nil {
-		return
-	}
-	o := &m.e.Order
-	switch string(k) {
-	case "id":
-		m.string(&o.ID, top("order.id"), v)
-	case "revenue":
-		m.float(&o.Revenue, top("order.revenue"), v)
-	case "currency":
-		m.string(&o.Currency, top("order.currency"), v)
-	}
-}
-
-func (m *eventMapper) search(k []byte, v *fastjson.Value) {
-	if m.err != nil {
-		return
-	}
-	s := &m.e.Search
-	switch string(k) {
-	case "query":
-		m.string(&s.Query, top("search.query"), v)
-	case "results":
-		m.int(&s.Results, top("search.results"), v)
-	}
-}
-
-func (m *eventMapper) filter(f *Filter, i int, o *fastjson.Object) {
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if m.err != nil {
-			return
-		}
-		switch string(k) {
-		case "field":
-			m.string(&f.Field, fieldPath{"filters", i, "field"}, v)
-		case "op":
-			m.string(&f.Op, fieldPath{"filters", i, "op"}, v)
-		case "value":
-			m.string(&f.Value, fieldPath{"filters", i, "value"}, v)
-		}
-	})
-}
-
-// properties decodes a free-form object as encoding/json would into
-// map[string]any: numbers are float64, objects map[string]any, arrays []any.
-func (m *eventMapper) properties(o *fastjson.Object, path string) map[string]any {
-	props := make(map[string]any, o.Len())
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if m.err != nil {
-			return
-		}
-		key := string(k)
-		if !utf8.Valid(k) {
-			key = string(appendValidUTF8(nil, k))
-		}
-		props[key] = m.anyValue(v, path, key, -1)
-	})
-	return props
-}
-
-// anyValue decodes a free-form value found at parent.key, or at parent[i]
-// when i >= 0.
-func (m *eventMapper) anyValue(v *fastjson.Value, parent, key string, i int) any {
-	switch v.Type() {
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		if !utf8.Valid(b) {
-			return string(appendValidUTF8(nil, b))
-		}
-		return string(b)
-	case fastjson.TypeNumber:
-		f, err := m.parseFloat(v)
-		if err != "" {
-			m.fail(top(childPath(parent, key, i)), "%s", err)
-			return nil
-		}
-		return f
-	case fastjson.TypeTrue:
-		return true
-	case fastjson.TypeFalse:
-		return false
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		return m.properties(o, childPath(parent, key, i))
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		path := childPath(parent, key, i)
-		out := make([]any, len(a))
-		for j, x := range a {
-			out[j] = m.anyValue(x, path, "", j)
-		}
-		return out
-	}
-	return nil
-}
-
-func childPath(parent, key string, i int) string {
-	if i >= 0 {
-		return parent + "[" + strconv.Itoa(i) + "]"
-	}
-	return parent + "." + key
-}
-
 // validateEvent checks the requirements of DESIGN §2 that are not about the
 // JSON types of fields.
-func validateEvent(e *Event) error {
+func validateEvent(e *Event, hasTimestamp bool) error {
 	if e.EventID == "" {
 		return errMissing("event_id")
 	}
 	if e.Type == "" {
 		return errMissing("type")
 	}
-	if e.Timestamp.IsZero() {
+	if !hasTimestamp {
 		return errMissing("timestamp")
 	}
 	if e.UserID == "" && e.AnonymousID == "" {
@@ -650,20 +1212,20 @@ func validateEvent(e *Event) error {
 			break
 		}
 		if len(e.Products) == 0 || !cartOrderProductTypes[e.Type] {
-			return fmt.Errorf("missing required field %q for type %q", "product.id", e.Type)
+			return errMissingFor("product.id", e.Type)
 		}
 		for i := range e.Products {
 			if e.Products[i].ID == "" {
-				return fmt.Errorf("missing required field %q for type %q", fieldPath{"products", i, "id"}.String(), e.Type)
+				return errMissingFor(fieldPath{"products", i, "id"}.String(), e.Type)
 			}
 		}
 	case e.Type == "products_searched":
 		if e.Search.Query == "" {
-			return fmt.Errorf("missing required field %q for type %q", "search.query", e.Type)
+			return errMissingFor("search.query", e.Type)
 		}
 	case e.Type == "order_completed":
 		if e.Order.ID == "" {
-			return fmt.Errorf("missing required field %q for type %q", "order.id", e.Type)
+			return errMissingFor("order.id", e.Type)
 		}
 	}
 	return nil
@@ -671,6 +1233,10 @@ func validateEvent(e *Event) error {
 
 func errMissing(field string) error {
 	return fmt.Errorf("missing required field %q", field)
+}
+
+func errMissingFor(field, eventType string) error {
+	return fmt.Errorf("missing required field %q for type %q", field, truncateString(eventType, 64))
 }
 
 func checkID(field, id string) error {
@@ -683,115 +1249,11 @@ func checkID(field, id string) error {
 	return nil
 }
 
-func jsonTypeName(v *fastjson.Value) string {
-	switch v.Type() {
-	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return "bool"
-	default:
-		return v.Type().String()
-	}
-}
-
-func truncate(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
-}
-
-// numberText returns the text of a number value as written, in scratch
-// space valid until the next call.
-func (m *eventMapper) numberText(v *fastjson.Value) string {
-	m.num = v.MarshalTo(m.num[:0])
-	return unsafe.String(unsafe.SliceData(m.num), len(m.num))
-}
-
-// parseFloat parses a number value strictly: JSON grammar and a finite
-// float64. It returns a reason when the number is not acceptable.
-func (m *eventMapper) parseFloat(v *fastjson.Value) (float64, string) {
-	s := m.numberText(v)
-	if _, ok := scanJSONNumber(s); !ok {
-		return 0, fmt.Sprintf("invalid number %q", truncateString(s, 32))
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Sprintf("number out of range: %s", truncateString(s, 32))
-	}
-	return f, ""
-}
-
-// parseInt parses an integer value strictly; 2.0 and 2e0 are accepted.
-func (m *eventMapper) parseInt(v *fastjson.Value) (int, string) {
-	s := m.numberText(v)
-	isInt, ok := scanJSONNumber(s)
-	if !ok {
-		return 0, fmt.Sprintf("invalid number %q", truncateString(s, 32))
-	}
-	if isInt {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || int64(int(n)) != n {
-			return 0, fmt.Sprintf("number out of range: %s", truncateString(s, 32))
-		}
-		return int(n), ""
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return 0, fmt.Sprintf("want integer, got %s", truncateString(s, 32))
-	}
-	return int(f), ""
-}
-
 func truncateString(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-// scanJSONNumber reports whether s is a number in the JSON grammar, and
-// whether it is written as an integer (no fraction, no exponent).
-func scanJSONNumber(s string) (isInt, ok bool) {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
-		return false, false
-	}
-	isInt = true
-	if i < len(s) && s[i] == '.' {
-		isInt = false
-		i++
-		j := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == j {
-			return false, false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		isInt = false
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		j := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == j {
-			return false, false
-		}
-	}
-	return isInt, i == len(s)
 }
 
 // AppendEventJSON appends the JSON encoding of e (DESIGN §2) to dst and
@@ -1078,6 +1540,5 @@ func appendJSONValue(dst []byte, v any) []byte {
 	if err != nil {
 		return append(dst, "null"...)
 	}
-	// encoding/json escapes <, > and & for HTML; that is still valid JSON.
-	return append(dst, bytes.TrimSpace(b)...)
+	return append(dst, b...)
 }

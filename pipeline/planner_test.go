@@ -221,7 +221,7 @@ t.yaml:9:10: sink id "out" is used twice (first at line 8)
 t.yaml:9:49: sink "out": unknown input operator "nope"
 t.yaml:9:55: sink "out": input "a" is listed twice
 t.yaml:10:23: sink "other": unknown type "test_spec_sinc" (did you mean "test_spec_sink"?)
-t.yaml:11:48: sink "third": batch: expected an integer, got a list`},
+t.yaml:11:46: sink "third": batch: expected an integer, got a list`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			plan, err := ParsePlan([]byte(c.src), "t.yaml")
@@ -363,5 +363,15 @@ func TestSpecErrorFormat(t *testing.T) {
 	}
 	if got := strings.Join(order, ""); got != "edcba" {
 		t.Fatalf("sorted order %s, want edcba (file, then line, then column)", got)
+	}
+}
+
+func BenchmarkLoadPlan(b *testing.B) {
+	path := filepath.Join("testdata", "specs", "valid.yaml")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := LoadPlan(path); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

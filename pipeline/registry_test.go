@@ -34,7 +34,7 @@ type testSpecOp struct {
 	cfg testSpecOpConfig
 }
 
-func (o *testSpecOp) Open(*OpenContext) error         { return nil }
+func (o *testSpecOp) Open(*OpenContext) error        { return nil }
 func (o *testSpecOp) OnEvent(*Context, *Event) error { return nil }
 
 // testSpecRekeyConfig is the config of test_spec_rekey, registered as a
@@ -252,5 +252,34 @@ func TestDecodeConfigPointerType(t *testing.T) {
 	got, serr := decodeConfig[*testSpecRekeyConfig](map[string]any{"by": "product.id"}, "", Position{})
 	if serr != nil || got == nil || got.By != "product.id" {
 		t.Fatalf("map config: %+v, %v", got, serr)
+	}
+}
+
+func TestDecodeConfigPointerTypeNode(t *testing.T) {
+	spec, err := ParseSpec([]byte("operators:\n  - {id: v, with: {by: product.id, bye: 1}}\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, serr := decodeConfig[*testSpecRekeyConfig](spec.Operators[0].With, "p.yaml", Position{})
+	if serr == nil || serr.Error() != `p.yaml:2:36: unknown field "bye"` {
+		t.Fatalf("error %v", serr)
+	}
+}
+
+func TestKnownHint(t *testing.T) {
+	known := []string{"consent_filter", "sessionizer", "window_counter"}
+	for _, c := range []struct {
+		typ   string
+		known []string
+		want  string
+	}{
+		{"sessionizr", known, ` (did you mean "sessionizer"?)`},
+		{"window_countr", known, ` (did you mean "window_counter"?)`},
+		{"kafka", known, " (known: consent_filter, sessionizer, window_counter)"},
+		{"kafka", nil, " (none is registered: import the package that registers them)"},
+	} {
+		if got := knownHint(c.typ, c.known); got != c.want {
+			t.Errorf("knownHint(%q) = %q, want %q", c.typ, got, c.want)
+		}
 	}
 }

@@ -443,7 +443,7 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 		}
 		ss.offset = max(ss.offset, m.Offset)
 		if m.Event != nil {
-			if err := validateEvent(m.Event); err != nil {
+			if err := validateEvent(m.Event, !m.Event.Timestamp.IsZero()); err != nil {
 				ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: AppendEventJSON(nil, m.Event)})
 				continue
 			}

@@ -170,6 +170,7 @@ func parseSpec(data []byte, file string) (*Spec, SpecErrors) {
 	}
 	root := docs[0]
 	ast.Walk(anchorCollector(p.anchors), root)
+	resolveAliases(root, p.anchors, 0)
 	p.meta = newSpecMeta(nodePos(unwrapNode(root, p.anchors), file))
 	spec := p.spec(root)
 	p.errs.sort()
@@ -184,6 +185,40 @@ func (c anchorCollector) Visit(n ast.Node) ast.Visitor {
 		c[a.Name.GetToken().Value] = a.Value
 	}
 	return c
+}
+
+// resolveAliases replaces every alias under n by the node its anchor names,
+// so that a `with` or connector block decoded on its own still sees the
+// anchors written elsewhere in the file.
+func resolveAliases(n ast.Node, anchors map[string]ast.Node, depth int) {
+	if depth > 1000 {
+		return
+	}
+	resolve := func(v ast.Node) ast.Node {
+		if a, ok := v.(*ast.AliasNode); ok && a.Value != nil {
+			if target, ok := anchors[a.Value.GetToken().Value]; ok {
+				return target
+			}
+		}
+		resolveAliases(v, anchors, depth+1)
+		return v
+	}
+	switch v := n.(type) {
+	case *ast.MappingNode:
+		for _, kv := range v.Values {
+			kv.Value = resolve(kv.Value)
+		}
+	case *ast.MappingValueNode:
+		v.Value = resolve(v.Value)
+	case *ast.SequenceNode:
+		for i := range v.Values {
+			v.Values[i] = resolve(v.Values[i])
+		}
+	case *ast.AnchorNode:
+		v.Value = resolve(v.Value)
+	case *ast.TagNode:
+		v.Value = resolve(v.Value)
+	}
 }
 
 var specFields = []string{"version", "name", "source", "time", "state", "partitions", "dead_letter", "operators", "sinks"}
@@ -682,9 +717,9 @@ type nodeError struct {
 
 var _ yaml.Error = (*nodeError)(nil)
 
-func (e *nodeError) Error() string            { return e.FormatError(false, false) }
-func (e *nodeError) GetToken() *token.Token   { return e.tk }
-func (e *nodeError) GetMessage() string       { return e.msg }
+func (e *nodeError) Error() string          { return e.FormatError(false, false) }
+func (e *nodeError) GetToken() *token.Token { return e.tk }
+func (e *nodeError) GetMessage() string     { return e.msg }
 func (e *nodeError) FormatError(colored, inclSource bool) string {
 	return yaml.FormatErrorWithToken(e.msg, e.tk, colored, inclSource)
 }

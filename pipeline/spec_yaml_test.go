@@ -214,3 +214,31 @@ sinks:
 		t.Errorf("operator c = %+v", s.Operators[2])
 	}
 }
+
+// TestParseSpecAliases checks that an anchor written in one block can be
+// used in another: each block is decoded on its own.
+func TestParseSpecAliases(t *testing.T) {
+	plan, err := ParsePlan([]byte(`version: 1
+name: n
+source: {type: test_spec_source}
+operators:
+  - {id: a, type: test_spec_op, with: {gap: &g 2h, tags: &t [x, y]}}
+  - {id: b, type: test_spec_op, with: {gap: *g, tags: *t}}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := plan.Operators[1].New().(*testSpecOp)
+	if b.cfg.Gap.D() != 2*time.Hour || !slices.Equal(b.cfg.Tags, []string{"x", "y"}) {
+		t.Fatalf("b = %+v", b.cfg)
+	}
+	_, err = ParsePlan([]byte(`version: 1
+name: n
+source: {type: test_spec_source}
+operators:
+  - {id: c, type: test_spec_op, with: {gap: *nope}}
+`), "t.yaml")
+	if err == nil || err.Error() != `t.yaml:5:46: operator "c": could not find alias "nope"` {
+		t.Fatalf("err = %v", err)
+	}
+}

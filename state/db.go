@@ -122,7 +122,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	o.logger.Debug("state store opened", "dir", dir, "sync", o.sync.String())
+	o.logger.Info("state store opened", "dir", dir, "sync", o.sync.String())
 	return &DB{pdb: pdb, dir: dir, sync: o.sync, logger: o.logger, parts: make(map[int]*Partition)}, nil
 }
 

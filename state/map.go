@@ -58,7 +58,8 @@ type Map[V any] struct {
 }
 
 // NewMap opens the map table name of partition p. Names are unique among the
-// tables of a partition: opening one twice panics.
+// tables of a partition: opening one twice panics. codec.Decode must not keep
+// its input, which Pebble reuses.
 func NewMap[V any](p *Partition, name string, codec Codec[V], opts ...TableOption) *Map[V] {
 	var to tableOptions
 	for _, o := range opts {

@@ -23,20 +23,33 @@ type timer struct {
 	key, name string
 	at        int64
 	domain    uint8
-	idx       int // position in its domain's heap; -1 when not scheduled
+	scheduled bool
 	dirty     bool
-	stored    bool // Pebble holds it once the batch being built commits
+	stored    bool   // Pebble holds it once the batch being built commits
+	seq       uint64 // changes at every (re)scheduling: older heap entries are stale
 }
 
-// before orders timers by time, then key, then name.
-func (t *timer) before(u *timer) bool {
-	if t.at != u.at {
-		return t.at < u.at
+// heapEntry is a timer's place in a heap. Moving or removing a timer leaves
+// its old entries in the heap, stale, to be dropped when they reach the top
+// or when a heap is rebuilt: a timer moved to a later time, the usual case,
+// then costs a push near the bottom instead of a sift through the heap.
+type heapEntry struct {
+	at  int64
+	seq uint64
+	t   *timer
+}
+
+func (e heapEntry) live() bool { return e.t.scheduled && e.t.seq == e.seq }
+
+// before orders entries by time, then key, then name.
+func (e heapEntry) before(f heapEntry) bool {
+	if e.at != f.at {
+		return e.at < f.at
 	}
-	if t.key != u.key {
-		return t.key < u.key
+	if e.t.key != f.t.key {
+		return e.t.key < f.t.key
 	}
-	return t.name < u.name
+	return e.t.name < f.t.name
 }
 
 // timerRecord is a persisted timer read at load time.
@@ -49,7 +62,7 @@ type timerRecord struct {
 // Timers is a namespace of durable keyed timers: at most one timer per (key,
 // name), each with a time and a domain (event or processing time, as the
 // caller numbers them). All timers are kept in memory, in one min-heap per
-// domain and by key; changes are written at the partition's next Flush. It
+// domain (with lazy deletion) and by key; changes are written at the partition's next Flush. It
 // belongs to its Partition's goroutine.
 type Timers struct {
 	p     *Partition
@@ -75,7 +88,7 @@ func NewTimers(p *Partition, name string) (*Timers, error) {
 	}
 	t := &Timers{p: p, ns: name, byKey: make(map[string][]*timer)}
 	for _, r := range p.pendingTimers[name] {
-		tm := &timer{key: r.key, name: r.name, at: r.at, domain: r.domain, idx: -1, stored: true}
+		tm := &timer{key: r.key, name: r.name, at: r.at, domain: r.domain, stored: true}
 		t.byKey[r.key] = append(t.byKey[r.key], tm)
 		t.schedule(tm)
 	}
@@ -136,14 +149,25 @@ func (t *Timers) find(key, name string) *timer {
 
 func (t *Timers) heap(domain uint8) *timerHeap {
 	for int(domain) >= len(t.heaps) {
-		t.heaps = append(t.heaps, nil)
+		t.heaps = append(t.heaps, timerHeap{})
 	}
 	return &t.heaps[domain]
 }
 
+// schedule puts tm, not scheduled, at tm.at in tm.domain.
 func (t *Timers) schedule(tm *timer) {
-	t.heap(tm.domain).push(tm)
+	tm.scheduled = true
+	tm.seq++
+	t.heap(tm.domain).push(heapEntry{at: tm.at, seq: tm.seq, t: tm})
 	t.n++
+}
+
+// unschedule takes tm off its heap, leaving a stale entry.
+func (t *Timers) unschedule(tm *timer) {
+	tm.scheduled = false
+	tm.seq++
+	t.heaps[tm.domain].addStale()
+	t.n--
 }
 
 func (t *Timers) markDirty(tm *timer) {
@@ -170,11 +194,10 @@ func (t *Timers) forget(tm *timer) {
 	}
 }
 
-// unschedule takes a scheduled timer off its heap; its deletion is written
-// at the next flush if Pebble holds it.
-func (t *Timers) unschedule(tm *timer) {
-	t.heaps[tm.domain].remove(tm.idx)
-	t.n--
+// fire unschedules tm; its deletion is written at the next flush if Pebble
+// holds it.
+func (t *Timers) fire(tm *timer) {
+	t.unschedule(tm)
 	if tm.stored {
 		t.markDirty(tm)
 	} else {
@@ -188,7 +211,7 @@ func (t *Timers) Set(key, name string, at int64, domain uint8) {
 	tm := t.find(key, name)
 	switch {
 	case tm == nil:
-		tm = &timer{name: strings.Clone(name), at: at, domain: domain, idx: -1}
+		tm = &timer{name: strings.Clone(name)}
 		if list, ok := t.byKey[key]; ok {
 			tm.key = list[0].key
 			t.byKey[tm.key] = append(list, tm)
@@ -196,55 +219,56 @@ func (t *Timers) Set(key, name string, at int64, domain uint8) {
 			tm.key = strings.Clone(key)
 			t.byKey[tm.key] = []*timer{tm}
 		}
-		t.schedule(tm)
-	case tm.idx < 0:
-		tm.at, tm.domain = at, domain
-		t.schedule(tm)
-	case tm.at == at && tm.domain == domain:
+	case tm.scheduled && tm.at == at && tm.domain == domain:
 		return
-	case tm.domain == domain:
-		tm.at = at
-		t.heaps[domain].fix(tm.idx)
-	default:
-		t.heaps[tm.domain].remove(tm.idx)
-		tm.at, tm.domain = at, domain
-		t.heap(domain).push(tm)
+	case tm.scheduled:
+		t.unschedule(tm)
 	}
+	tm.at, tm.domain = at, domain
+	t.schedule(tm)
 	t.markDirty(tm)
 }
 
 // Delete deletes the timer (key, name) if it exists.
 func (t *Timers) Delete(key, name string) {
-	if tm := t.find(key, name); tm != nil && tm.idx >= 0 {
-		t.unschedule(tm)
+	if tm := t.find(key, name); tm != nil && tm.scheduled {
+		t.fire(tm)
 	}
 }
 
 // Get returns the time and domain of the timer (key, name).
 func (t *Timers) Get(key, name string) (at int64, domain uint8, ok bool) {
-	if tm := t.find(key, name); tm != nil && tm.idx >= 0 {
+	if tm := t.find(key, name); tm != nil && tm.scheduled {
 		return tm.at, tm.domain, true
 	}
 	return 0, 0, false
 }
 
+// top returns the earliest timer of domain, or nil.
+func (t *Timers) top(domain uint8) *timer {
+	if int(domain) >= len(t.heaps) {
+		return nil
+	}
+	return t.heaps[domain].top()
+}
+
 // Next returns the time of the earliest timer of domain.
 func (t *Timers) Next(domain uint8) (at int64, ok bool) {
-	if int(domain) >= len(t.heaps) || len(t.heaps[domain]) == 0 {
-		return 0, false
+	if tm := t.top(domain); tm != nil {
+		return tm.at, true
 	}
-	return t.heaps[domain][0].at, true
+	return 0, false
 }
 
 // PopDue removes and returns the earliest timer of domain due at upTo (At <=
 // upTo); timers due at the same time come in key then name order. The
 // deletion is written at the next Flush.
 func (t *Timers) PopDue(domain uint8, upTo int64) (FiredTimer, bool) {
-	if int(domain) >= len(t.heaps) || len(t.heaps[domain]) == 0 || t.heaps[domain][0].at > upTo {
+	tm := t.top(domain)
+	if tm == nil || tm.at > upTo {
 		return FiredTimer{}, false
 	}
-	tm := t.heaps[domain][0]
-	t.unschedule(tm)
+	t.fire(tm)
 	return FiredTimer{Key: tm.key, Name: tm.name, At: tm.at, Domain: tm.domain}, true
 }
 
@@ -253,14 +277,15 @@ func (t *Timers) PopDue(domain uint8, upTo int64) (FiredTimer, bool) {
 func (t *Timers) PopDueForKey(key string, domain uint8, upTo int64) (FiredTimer, bool) {
 	var best *timer
 	for _, tm := range t.byKey[key] {
-		if tm.idx >= 0 && tm.domain == domain && tm.at <= upTo && (best == nil || tm.before(best)) {
+		if tm.scheduled && tm.domain == domain && tm.at <= upTo &&
+			(best == nil || tm.at < best.at || (tm.at == best.at && tm.name < best.name)) {
 			best = tm
 		}
 	}
 	if best == nil {
 		return FiredTimer{}, false
 	}
-	t.unschedule(best)
+	t.fire(best)
 	return FiredTimer{Key: best.key, Name: best.name, At: best.at, Domain: best.domain}, true
 }
 
@@ -270,9 +295,8 @@ func (t *Timers) Len() int { return t.n }
 // erase removes every timer of key (Pebble's go by range deletion).
 func (t *Timers) erase(key string) {
 	for _, tm := range t.byKey[key] {
-		if tm.idx >= 0 {
-			t.heaps[tm.domain].remove(tm.idx)
-			t.n--
+		if tm.scheduled {
+			t.unschedule(tm)
 		}
 		tm.dirty = false
 	}
@@ -292,7 +316,7 @@ func (t *Timers) flush(b *pebble.Batch) error {
 		p.kbuf = append(p.kbuf, 0)
 		p.kbuf = append(p.kbuf, tm.name...)
 		switch {
-		case tm.idx >= 0:
+		case tm.scheduled:
 			p.vbuf = append(putInt64(p.vbuf[:0], tm.at), tm.domain)
 			if err := b.Set(p.kbuf, p.vbuf, nil); err != nil {
 				return fmt.Errorf("timers %q: %w", t.ns, err)
@@ -310,72 +334,89 @@ func (t *Timers) flush(b *pebble.Batch) error {
 	return nil
 }
 
-// timerHeap is a binary min-heap of timers that keeps each timer's index.
-type timerHeap []*timer
-
-func (h *timerHeap) push(tm *timer) {
-	tm.idx = len(*h)
-	*h = append(*h, tm)
-	h.up(tm.idx)
+// timerHeap is a binary min-heap of timer entries, some of them stale.
+type timerHeap struct {
+	es    []heapEntry
+	stale int
 }
 
-func (h *timerHeap) remove(i int) {
-	s := *h
-	n := len(s) - 1
-	tm := s[i]
-	if i != n {
-		s[i] = s[n]
-		s[i].idx = i
+// minRebuild is the number of stale entries below which a heap is never
+// rebuilt.
+const minRebuild = 1024
+
+// top drops stale entries off the top and returns the earliest timer, or
+// nil.
+func (h *timerHeap) top() *timer {
+	for len(h.es) > 0 {
+		if e := h.es[0]; e.live() {
+			return e.t
+		}
+		h.pop()
+		h.stale--
 	}
-	s[n] = nil
-	*h = s[:n]
-	tm.idx = -1
-	if i != n {
-		h.fix(i)
+	return nil
+}
+
+// addStale counts an entry that became stale and rebuilds the heap when
+// stale entries outnumber live ones.
+func (h *timerHeap) addStale() {
+	h.stale++
+	if h.stale < minRebuild || h.stale*2 < len(h.es) {
+		return
+	}
+	live := h.es[:0]
+	for _, e := range h.es {
+		if e.live() {
+			live = append(live, e)
+		}
+	}
+	clear(h.es[len(live):])
+	h.es, h.stale = live, 0
+	for i := len(live)/2 - 1; i >= 0; i-- {
+		h.down(i)
 	}
 }
 
-func (h timerHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
-	}
-}
-
-func (h timerHeap) up(i int) {
+func (h *timerHeap) push(e heapEntry) {
+	h.es = append(h.es, e)
+	es := h.es
+	i := len(es) - 1
 	for i > 0 {
 		parent := (i - 1) / 2
-		if !h[i].before(h[parent]) {
+		if !es[i].before(es[parent]) {
 			break
 		}
-		h.swap(i, parent)
+		es[i], es[parent] = es[parent], es[i]
 		i = parent
 	}
 }
 
-// down sifts i down and reports whether it moved.
-func (h timerHeap) down(i int) bool {
-	start := i
-	n := len(h)
+func (h *timerHeap) pop() {
+	n := len(h.es) - 1
+	h.es[0] = h.es[n]
+	h.es[n] = heapEntry{}
+	h.es = h.es[:n]
+	if n > 0 {
+		h.down(0)
+	}
+}
+
+func (h *timerHeap) down(i int) {
+	es := h.es
+	n := len(es)
 	for {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		c := l
-		if r := l + 1; r < n && h[r].before(h[l]) {
+		if r := l + 1; r < n && es[r].before(es[l]) {
 			c = r
 		}
-		if !h[c].before(h[i]) {
-			break
+		if !es[c].before(es[i]) {
+			return
 		}
-		h.swap(i, c)
+		es[i], es[c] = es[c], es[i]
 		i = c
 	}
-	return i > start
-}
-
-func (h timerHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx = i
-	h[j].idx = j
 }

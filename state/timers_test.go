@@ -240,3 +240,42 @@ func TestTimersModel(t *testing.T) {
 		}
 	}
 }
+
+// TestTimersManyMoves moves and deletes enough timers for the heap to drop
+// its stale entries, and checks the firing order and the heap's size.
+func TestTimersManyMoves(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer closeTest(t, db)
+	tm := mustTimers(t, db.Partition(0), "t")
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := map[string]int64{}
+	for round := range 5 {
+		for i := range 2000 {
+			k := fmt.Sprint("k", i)
+			if round == 4 && i%3 == 0 {
+				tm.Delete(k, "x")
+				delete(want, k)
+				continue
+			}
+			at := rng.Int64N(1_000_000)
+			tm.Set(k, "x", at, 0)
+			want[k] = at
+		}
+	}
+	if n := len(tm.heaps[0].es); n > 2*len(want)+minRebuild {
+		t.Errorf("heap holds %d entries for %d timers", n, len(want))
+	}
+	var expect []FiredTimer
+	for k, at := range want {
+		expect = append(expect, FiredTimer{Key: k, Name: "x", At: at})
+	}
+	slices.SortFunc(expect, func(a, b FiredTimer) int {
+		return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(a.Key, b.Key))
+	})
+	if got := popAll(tm, 0, 1_000_000); !slices.Equal(got, expect) {
+		t.Errorf("fired %d timers, want %d in order", len(got), len(expect))
+	}
+	if tm.Len() != 0 || len(tm.heaps[0].es) != 0 {
+		t.Errorf("after firing all: Len %d, %d heap entries", tm.Len(), len(tm.heaps[0].es))
+	}
+}

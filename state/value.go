@@ -37,7 +37,8 @@ type Value[T any] struct {
 }
 
 // NewValue opens the value table name of partition p. Names are unique among
-// the tables of a partition: opening one twice panics.
+// the tables of a partition: opening one twice panics. codec.Decode must not
+// keep its input, which Pebble reuses.
 func NewValue[T any](p *Partition, name string, codec Codec[T], opts ...TableOption) *Value[T] {
 	return newValue(p, name, kindValue, codec, opts)
 }

@@ -1338,13 +1338,17 @@ func (g *Generator) updateConsent(u *user) {
 func (g *Generator) fillConsent(m map[string]bool, bits uint8) map[string]bool {
 	if m == nil {
 		m = make(map[string]bool, 3)
-	} else {
+	}
+	for {
+		m["analytics"] = bits&consentAnalytics != 0
+		m["personalization"] = bits&consentPersonalization != 0
+		m["marketing"] = bits&consentMarketing != 0
+		if len(m) == 3 {
+			return m
+		}
+		// m held other purposes.
 		clear(m)
 	}
-	m["analytics"] = bits&consentAnalytics != 0
-	m["personalization"] = bits&consentPersonalization != 0
-	m["marketing"] = bits&consentMarketing != 0
-	return m
 }
 
 // stamp sets the id and times of an event that happens at now (ms).

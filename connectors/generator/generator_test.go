@@ -492,3 +492,34 @@ func BenchmarkNextEncode(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(bytes)/float64(b.N), "B/event")
 }
+
+func TestNextReusesEvent(t *testing.T) {
+	// Next into one reused Event gives the same events as into fresh ones,
+	// whatever the Event held before.
+	a, err := New(Config{Count: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := New(Config{Count: 3000})
+	reused := pipeline.Event{
+		Consent:    map[string]bool{"advertising": true},
+		Products:   []pipeline.Product{{ID: "stale"}},
+		Filters:    []pipeline.Filter{{Field: "stale"}},
+		Properties: map[string]any{"stale": 1},
+	}
+	var x, y []byte
+	for i := 0; ; i++ {
+		var fresh pipeline.Event
+		okA, okB := a.Next(&reused), b.Next(&fresh)
+		if okA != okB {
+			t.Fatalf("event %d: Next reports %v and %v", i+1, okA, okB)
+		}
+		if !okA {
+			break
+		}
+		x, y = pipeline.AppendEventJSON(x[:0], &reused), pipeline.AppendEventJSON(y[:0], &fresh)
+		if !bytes.Equal(x, y) {
+			t.Fatalf("event %d differs when reused:\n%s\n%s", i+1, x, y)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/pipeline"
@@ -54,10 +55,7 @@ func read(t *testing.T, cfg Config, resume int64) *collector {
 func TestSourceMatchesWriteJSONL(t *testing.T) {
 	cfg := Config{Count: 3000, Seed: 3}
 	c := read(t, cfg, 0)
-	var want [][]byte
-	for _, line := range bytes.Split(bytes.TrimSuffix(jsonl(t, cfg), []byte("\n")), []byte("\n")) {
-		want = append(want, line)
-	}
+	want := bytes.Split(bytes.TrimSuffix(jsonl(t, cfg), []byte("\n")), []byte("\n"))
 	if len(c.payloads) != len(want) {
 		t.Fatalf("source delivered %d events, WriteJSONL wrote %d", len(c.payloads), len(want))
 	}
@@ -149,5 +147,35 @@ func TestRegistered(t *testing.T) {
 	}
 	if _, err := NewSource(Config{Products: 1}); err == nil {
 		t.Fatal("NewSource accepted fewer products than categories")
+	}
+}
+
+func TestPlanFromYAML(t *testing.T) {
+	spec := func(src string) []byte {
+		return []byte("version: 1\nname: gen\nsource: " + src + "\noperators: []\nsinks: []\n")
+	}
+	p, err := pipeline.ParsePlan(spec("{type: generator, count: 10, max_disorder: 1s, start: 2026-12-01T10:00:00Z}"), "gen.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := p.Source()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	if err := src.Read(context.Background(), nil, c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.payloads) != 10 || !bytes.Contains(c.payloads[0], []byte(`"timestamp":"2026-12-01T10:00:00.000Z"`)) {
+		t.Fatalf("%d events, first %s", len(c.payloads), c.payloads[0])
+	}
+	for src, want := range map[string]string{
+		"{type: generator, count: -3}":          "count -3 is negative",
+		"{type: generator, bogus: 1}":           "bogus",
+		"{type: generator, max_disorder: soon}": "max_disorder",
+	} {
+		if _, err := pipeline.ParsePlan(spec(src), "gen.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error about %s", src, err, want)
+		}
 	}
 }
