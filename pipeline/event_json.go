@@ -709,7 +709,13 @@ func (m *eventMapper) timeField(dst *time.Time, path fieldPath) bool {
 			m.fail(path, "not an RFC 3339 time: %q", truncateString(string(m.tmp), 64))
 			return false
 		}
-		*dst = t.UTC()
+		t = t.UTC()
+		if y := t.Year(); y < 0 || y > 9999 {
+			// An offset moved the time out of the years RFC 3339 can write.
+			m.fail(path, "not an RFC 3339 time: %q", truncateString(string(m.tmp), 64))
+			return false
+		}
+		*dst = t
 		return true
 	case kindNull:
 		m.literal(k)
@@ -749,16 +755,24 @@ func (m *eventMapper) array(path fieldPath) bool {
 
 // event decodes the top-level object.
 func (m *eventMapper) event() {
+	m.ws()
+	if m.pos == len(m.data) {
+		m.syntax("empty input")
+		return
+	}
 	switch k := m.kind(); k {
 	case kindObject:
 	case kindNone:
 		return
 	default:
-		if m.pos == 0 && len(m.data) == 0 {
-			m.syntax("empty input")
-			return
+		m.skip(0)
+		m.ws()
+		if m.err == nil && m.pos < len(m.data) {
+			m.unexpected("after top-level value")
 		}
-		m.err = fmt.Errorf("not a JSON object: got %s", kindName(k))
+		if m.err == nil {
+			m.err = fmt.Errorf("not a JSON object: got %s", kindName(k))
+		}
 		return
 	}
 	e := m.e

@@ -56,10 +56,10 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 const hexDigits = "0123456789abcdef"
 
 // AppendJSONString appends s to dst as a quoted JSON string and returns the
-// extended buffer. It escapes as encoding/json does, except that <, > and &
-// are left as they are: control characters, quotes and backslashes are
-// escaped, U+2028 and U+2029 become \u2028 and \u2029, and each byte of
-// invalid UTF-8 becomes U+FFFD. Plain ASCII is copied in one step.
+// extended buffer. Its output is that of encoding/json with HTML escaping
+// off: quotes, backslashes and control characters are escaped, U+2028 and
+// U+2029 become \u2028 and \u2029, and each byte of invalid UTF-8 becomes
+// \ufffd. Plain ASCII is copied in one step.
 func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	i := 0
@@ -89,6 +89,10 @@ func appendJSONStringSlow(dst []byte, s string, start int) []byte {
 			switch b {
 			case '"', '\\':
 				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			case '\n':
 				dst = append(dst, '\\', 'n')
 			case '\r':
