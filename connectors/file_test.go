@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -288,42 +289,50 @@ func TestFileSourceConfig(t *testing.T) {
 	}
 }
 
-// A reader whose input comes in pieces delivers whole lines only, and does
-// not wait for more input once it has a line.
-func TestStreamSourcePipe(t *testing.T) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	src := &streamSource{r: pr, name: "test", maxLine: DefaultMaxLineBytes}
-	step := make(chan struct{})
-	r := recorder{onDeliver: func() { step <- struct{}{} }}
-	errc := make(chan error, 1)
-	go func() { errc <- src.Read(context.Background(), pipeline.Offsets{0: 999}, &r) }()
+// chunks is a reader that returns one chunk per Read call, then io.EOF.
+type chunks []string
 
-	// A whole line and half of the next: the whole one is delivered alone.
-	if _, err := pw.WriteString("{\"a\":1}\n{\"b\""); err != nil {
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*c)[0])
+	if n < len((*c)[0]) {
+		(*c)[0] = (*c)[0][n:]
+	} else {
+		*c = (*c)[1:]
+	}
+	return n, nil
+}
+
+// A stream source whose input comes in pieces delivers the whole lines it
+// has without reading more (more input could be a long time coming); its
+// offsets count bytes from 0 whatever the resume offsets.
+func TestStreamSourcePieces(t *testing.T) {
+	in := chunks{"{\"a\":1}\n{\"b\"", ":2}\n\n{\"c\":3}\n{\"d\"", ":4}"}
+	src := &streamSource{r: &in, name: "test", maxLine: DefaultMaxLineBytes}
+	var sizes []int
+	var r recorder
+	if err := src.Read(context.Background(), pipeline.Offsets{0: 999}, batchSizes{&r, &sizes}); err != nil {
 		t.Fatal(err)
 	}
-	<-step
-	if got := r.payloads(); len(got) != 1 || got[0] != `{"a":1}` || r.msgs[0].Offset != 8 {
-		t.Fatalf("first delivery %q", got)
+	want := []pipeline.Message{
+		{Payload: []byte(`{"a":1}`), Offset: 8},
+		{Payload: []byte(`{"b":2}`), Offset: 16},
+		{Payload: []byte(`{"c":3}`), Offset: 25},
+		{Payload: []byte(`{"d":4}`), Offset: 32},
 	}
-	if _, err := pw.WriteString(":2}\n{\"c\":3}"); err != nil {
-		t.Fatal(err)
+	if len(r.msgs) != len(want) {
+		t.Fatalf("got %q", r.payloads())
 	}
-	<-step
-	pw.Close()
-	for len(r.payloads()) < 3 {
-		<-step
+	for i, w := range want {
+		if g := r.msgs[i]; string(g.Payload) != string(w.Payload) || g.Offset != w.Offset {
+			t.Errorf("message %d = %q@%d, want %q@%d", i, g.Payload, g.Offset, w.Payload, w.Offset)
+		}
 	}
-	if err := <-errc; err != nil {
-		t.Fatalf("Read = %v", err)
-	}
-	got := r.payloads()
-	if len(got) != 3 || got[1] != `{"b":2}` || got[2] != `{"c":3}` || r.msgs[2].Offset != 23 {
-		t.Fatalf("got %q, offsets %d %d", got, r.msgs[1].Offset, r.msgs[2].Offset)
+	// Batches end where the buffered input ends inside a line.
+	if fmt.Sprint(sizes) != "[1 2 1]" {
+		t.Errorf("batch sizes %v, want [1 2 1]", sizes)
 	}
 }
 
@@ -452,33 +461,28 @@ func checkSinkFile(t *testing.T, path string, n int) {
 	}
 }
 
-// The stdout sink writes each batch out at once.
+// The stdout sink writes each batch out at once, and leaves its stream
+// open.
 func TestStreamSinkWritesThrough(t *testing.T) {
-	pr, pw, err := os.Pipe()
+	path := filepath.Join(t.TempDir(), "stream")
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pr.Close()
-	sink := recordSink{newStreamWriter(pw, "test")}
+	defer f.Close()
+	sink := recordSink{newStreamWriter(f, "test")}
 	if err := sink.Write([]pipeline.SinkRecord{{JSON: []byte(`{"a":1}`)}, {JSON: []byte(`{"b":2}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 64)
-	n, err := pr.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := string(buf[:n]); got != "{\"a\":1}\n{\"b\":2}\n" {
-		t.Fatalf("read %q", got)
+	if got, err := os.ReadFile(path); err != nil || string(got) != "{\"a\":1}\n{\"b\":2}\n" {
+		t.Fatalf("stream holds %q (%v) before any Flush", got, err)
 	}
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Close leaves the stream open.
-	if _, err := pw.WriteString("x"); err != nil {
+	if _, err := f.WriteString("x"); err != nil {
 		t.Fatalf("stream closed by the sink: %v", err)
 	}
-	pw.Close()
 }
 
 // discard is a Deliverer that counts messages and bytes.

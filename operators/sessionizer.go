@@ -150,13 +150,18 @@ func (s *sessionizer) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error {
 		s.end(ctx, sess, sess.End.UnixNano()+s.gap)
 		open = false
 	}
-	ended, wasEnded, err := s.ended.Get(key)
-	if err != nil {
-		return fmt.Errorf("sessionizer: read ended session: %w", err)
-	}
-	if wasEnded && at < ended {
-		ctx.Late(e, "its session has ended")
-		return nil
+	// An open session starts at or after the end of the key's last ended
+	// session, so the ended marker matters only for an event without an
+	// open session or before the open session's start.
+	if !open || at < sess.Start.UnixNano() {
+		ended, wasEnded, err := s.ended.Get(key)
+		if err != nil {
+			return fmt.Errorf("sessionizer: read ended session: %w", err)
+		}
+		if wasEnded && at < ended {
+			ctx.Late(e, "its session has ended")
+			return nil
+		}
 	}
 	if open {
 		first, last := sess.Start.UnixNano(), sess.End.UnixNano()

@@ -275,7 +275,11 @@ const wcLateReason = "every window of the event is closed (window end + allowed_
 // counts, deleted once no window that could use it can still be created.
 //
 // Aggregates. count counts every matching event with a group; sum adds the
-// field where the event has it (events without it count but add nothing);
+// field where the event has it (events without it count but add nothing),
+// in fixed point to the millionth so that the result does not depend on the
+// order in which the exchange delivers the events (an addend beyond ±1e12
+// is an error: the event goes to the dead-letter output and is not
+// counted; a sum saturates at ±9.2e12);
 // distinct counts the distinct values of the field, holding a set of them
 // per window in state until the window closes. Groups and distinct values
 // that contain the byte 0x00 (which the state store reserves) are treated
@@ -363,6 +367,12 @@ func (w *windowCounter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 	if !found {
 		g = &wcGroup{}
 	}
+	var addend int64
+	if w.agg == aggSum {
+		if addend, err = w.sumAddend(e); err != nil {
+			return err
+		}
+	}
 	t, wm := ctx.TimeNanos(), ctx.WatermarkNanos()
 	last := wcFloorDiv(t, w.slide) * w.slide
 	first := (wcFloorDiv(t-w.size, w.slide) + 1) * w.slide
@@ -381,9 +391,7 @@ func (w *windowCounter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 		win.count++
 		switch w.agg {
 		case aggSum:
-			if v, ok := w.number(e); ok {
-				win.sum += v
-			}
+			win.sum = wcAddSaturated(win.sum, addend)
 		case aggDistinct:
 			if err := w.addDistinct(group, win, e); err != nil {
 				return err
@@ -405,6 +413,39 @@ func (w *windowCounter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 	}
 	w.groups.Put(group, g)
 	return nil
+}
+
+// wcSumScale is the fixed point of sums: millionths. Sums are kept as
+// integers so that they do not depend on the order of the events, which
+// the exchange does not keep.
+const wcSumScale = 1e6
+
+// wcMaxSumAddend bounds the absolute value of one addend, in units.
+const wcMaxSumAddend = 1e12
+
+// sumAddend returns the event's value of the sum field in millionths (0
+// when it has none).
+func (w *windowCounter) sumAddend(e *pipeline.Event) (int64, error) {
+	v, ok := w.number(e)
+	if !ok {
+		return 0, nil
+	}
+	if !(math.Abs(v) <= wcMaxSumAddend) {
+		return 0, fmt.Errorf("window_counter %q: sum: value %v out of range (±%g)", w.id, v, float64(wcMaxSumAddend))
+	}
+	return int64(math.Round(v * wcSumScale)), nil
+}
+
+// wcAddSaturated returns a + b, clamped to the int64 range.
+func wcAddSaturated(a, b int64) int64 {
+	s := a + b
+	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
+		if a >= 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return s
 }
 
 // addDistinct adds the event's value to the window's set.
@@ -580,9 +621,10 @@ func (w *windowCounter) emit(ctx *pipeline.Context, group string, g *wcGroup, i 
 
 // wcWindow is one live window of a group.
 type wcWindow struct {
-	start    int64 // Unix nanos
-	count    int64
-	sum      float64
+	start int64 // Unix nanos
+	count int64
+	// sum is in millionths (see wcSumScale).
+	sum      int64
 	distinct int64
 	// rev is the number of results emitted: 0 until the window first
 	// closes.
@@ -689,7 +731,7 @@ func (g *wcGroup) resizeRing(n int) {
 //
 //	version(1) aggregate(1)
 //	uvarint(len wins) { varint start, uvarint count, uvarint rev,
-//	                    [sum: 8 bytes float64] [distinct: uvarint] }
+//	                    [sum: varint millionths] [distinct: uvarint] }
 //	uvarint(used slots) { varint idx, uvarint count }
 type wcGroupCodec struct {
 	params *wcParams
@@ -707,7 +749,7 @@ func (c wcGroupCodec) Append(dst []byte, g *wcGroup) []byte {
 		dst = binary.AppendUvarint(dst, uint64(win.rev))
 		switch c.params.agg {
 		case aggSum:
-			dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(win.sum))
+			dst = binary.AppendVarint(dst, win.sum)
 		case aggDistinct:
 			dst = binary.AppendUvarint(dst, uint64(win.distinct))
 		}
@@ -752,7 +794,7 @@ func (c wcGroupCodec) Decode(src []byte) (*wcGroup, error) {
 		win.rev = int64(d.uvarint())
 		switch c.params.agg {
 		case aggSum:
-			win.sum = math.Float64frombits(d.uint64())
+			win.sum = d.varint()
 		case aggDistinct:
 			win.distinct = int64(d.uvarint())
 		}
@@ -799,16 +841,6 @@ func (d *wcDecoder) varint() int64 {
 	return v
 }
 
-func (d *wcDecoder) uint64() uint64 {
-	if len(d.src) < 8 {
-		d.bad, d.src = true, nil
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.src)
-	d.src = d.src[8:]
-	return v
-}
-
 // wcEmptyCodec stores a set member: the value is empty.
 type wcEmptyCodec struct{}
 
@@ -822,7 +854,7 @@ type windowResult struct {
 	group      string
 	count      int64
 	agg        aggKind
-	sum        float64
+	sum        int64 // millionths
 	distinct   int64
 }
 
@@ -833,7 +865,7 @@ func (r *windowResult) AppendJSON(dst []byte) []byte {
 	switch r.agg {
 	case aggSum:
 		dst = append(dst, `,"sum":`...)
-		dst = wcAppendFloat(dst, r.sum)
+		dst = wcAppendFloat(dst, float64(r.sum)/wcSumScale)
 	case aggDistinct:
 		dst = append(dst, `,"distinct":`...)
 		dst = strconv.AppendInt(dst, r.distinct, 10)

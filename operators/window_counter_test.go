@@ -3,8 +3,6 @@ package operators
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -341,14 +339,4 @@ func BenchmarkWindowCounter(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 		})
 	}
-}
-
-// writeFile is a helper for the tests that need an input file.
-func writeFile(tb testing.TB, name string, data []byte) string {
-	tb.Helper()
-	p := filepath.Join(tb.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return p
 }

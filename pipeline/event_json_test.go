@@ -149,7 +149,7 @@ func TestDecodeEventAccepts(t *testing.T) {
 	longest := strings.Repeat("x", MaxIDLen)
 	for _, tc := range []struct {
 		name, in string
-		want func(e *Event)
+		want     func(e *Event)
 	}{
 		{"anonymous only", `{"event_id":"e","type":"page_viewed","anonymous_id":"a","timestamp":"2026-11-28T10:00:00Z"}`,
 			func(e *Event) { e.UserID, e.AnonymousID = "", "a" }},

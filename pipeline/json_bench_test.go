@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// benchEvent is the DESIGN §2 example event, compacted (about 590 bytes).
+// benchEvent is the DESIGN §2 example event, compacted (660 bytes).
 const benchEvent = `{"event_id":"e-1","type":"product_viewed","user_id":"u-1","anonymous_id":"a-9",` +
 	`"timestamp":"2026-11-28T10:00:00.123Z","received_at":"2026-11-28T10:00:00.200Z",` +
 	`"context":{"page":{"url":"https://shop/p/1","referrer":"","title":""},"channel":"web","user_agent":"","locale":"en-US","ip":""},` +
@@ -16,7 +16,7 @@ const benchEvent = `{"event_id":"e-1","type":"product_viewed","user_id":"u-1","a
 	`"properties":{}}`
 
 // benchEventSmall is a typical product view without the optional objects
-// that a view does not need (about 380 bytes).
+// that a view does not need (420 bytes).
 const benchEventSmall = `{"event_id":"e-1","type":"product_viewed","user_id":"u-1","anonymous_id":"a-9",` +
 	`"timestamp":"2026-11-28T10:00:00.123Z","received_at":"2026-11-28T10:00:00.200Z",` +
 	`"context":{"page":{"url":"https://shop/p/1"},"channel":"web","locale":"en-US"},` +

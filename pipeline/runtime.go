@@ -94,6 +94,8 @@ type ctrlReq struct {
 	batch  *state.Batch
 	done   chan error
 	resume bool
+	// fn, when set, runs on the worker's goroutine (see assignment.go).
+	fn func(*worker) error
 }
 
 // engine is the shared part of a run: what the partition workers, the
@@ -132,6 +134,9 @@ type engine struct {
 	failMu sync.Mutex
 	err    error
 	cancel context.CancelCauseFunc
+
+	// grp is what a GroupSource needs (assignment.go).
+	grp groupState
 }
 
 // Runner runs a Plan: it owns the state store, the source, the sinks and
@@ -237,6 +242,9 @@ func (rt *engine) openConnectors() error {
 		if ps, ok := rt.source.(PartitionedSource); ok {
 			rt.partitioned = ps.SplitPartitioned()
 		}
+		if err := rt.bindGroupSource(); err != nil {
+			return err
+		}
 	}
 	for _, ps := range rt.plan.Sinks {
 		s, err := ps.Open()
@@ -326,6 +334,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		err = rt.checkpoint()
 	}
+	rt.endRebalancing()
 	for _, w := range rt.workers {
 		close(w.in)
 	}
@@ -431,6 +440,9 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 	if err := rt.failed(); err != nil {
 		return err
 	}
+	if err := rt.checkOwned(split); err != nil {
+		return err
+	}
 	ss := rt.split(split)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -442,12 +454,15 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 			continue
 		}
 		ss.offset = max(ss.offset, m.Offset)
+		// ev is the event to route: a pre-decoded one is copied once, into
+		// its partition's batch; a raw one is decoded into scratch.
+		ev := &ss.scratch
 		if m.Event != nil {
 			if err := validateEvent(m.Event, !m.Event.Timestamp.IsZero()); err != nil {
 				ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: AppendEventJSON(nil, m.Event)})
 				continue
 			}
-			ss.scratch = *m.Event
+			ev = m.Event
 		} else if len(m.Payload) > MaxEventBytes {
 			ss.dead = append(ss.dead, DeadLetter{
 				Reason: fmt.Sprintf("event too large: %d bytes (limit %d)", len(m.Payload), MaxEventBytes),
@@ -460,15 +475,15 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 		}
 		p := int(split) % rt.nparts
 		if !rt.partitioned {
-			p = PartitionOf(ss.scratch.Key(), rt.nparts)
+			p = PartitionOf(ev.Key(), rt.nparts)
 		}
 		b := ss.pending[p]
 		if b == nil {
 			b = rt.newInBatch()
 			ss.pending[p] = b
 		}
-		b.events = append(b.events, ss.scratch)
-		ss.maxT = max(ss.maxT, ss.scratch.Timestamp.UnixNano())
+		b.events = append(b.events, *ev)
+		ss.maxT = max(ss.maxT, ev.Timestamp.UnixNano())
 		accepted++
 	}
 	if len(ss.dead) > 0 {
@@ -529,15 +544,66 @@ func (rt *engine) writeDead(letters []DeadLetter) {
 	}
 }
 
-// checkpoint stops the source and the workers at a consistent point, flushes
-// the sinks, commits every partition's dirty state and timers with the
-// source offsets in one batch, acknowledges, and lets everything go on.
+// checkpoint takes a checkpoint in two phases, as Flink's asynchronous
+// snapshots do. Synchronously, with the source paused: every partition
+// reaches a barrier, the exchanges drain, and every partition's dirty state,
+// timers and watermark go into one batch with the source offsets of that
+// point. Then the source and the workers go on while the checkpoint
+// completes: the sinks flush (output before commit: everything written
+// before the barrier is durable), the batch commits, and sources that need
+// it are acknowledged (commit before ack).
 func (rt *engine) checkpoint() error {
+	rt.grp.ckpt.Lock()
+	defer rt.grp.ckpt.Unlock()
 	start := time.Now()
+	batch, offsets, err := rt.snapshot()
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	paused := time.Since(start)
+	for i, s := range rt.sinks {
+		if err := s.Flush(); err != nil {
+			return fmt.Errorf("checkpoint: flush sink %q: %w", rt.plan.Sinks[i].ID, err)
+		}
+	}
+	if rt.dead != nil {
+		if err := rt.dead.Flush(); err != nil {
+			return fmt.Errorf("checkpoint: flush dead_letter: %w", err)
+		}
+	}
+	ops, size := batch.Count(), batch.Len()
+	if err := rt.appendChangelog(batch); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := batch.Commit(); err != nil {
+		return fmt.Errorf("checkpoint: commit: %w", err)
+	}
+	rt.splitsMu.Lock()
+	for id, off := range offsets {
+		ss := rt.splits[id]
+		ss.mu.Lock()
+		ss.committed = max(ss.committed, off)
+		ss.mu.Unlock()
+	}
+	rt.splitsMu.Unlock()
+	if cl, ok := rt.source.(CommitListener); ok {
+		cl.Committed(offsets)
+	}
+	rt.stats.checkpoints.Add(1)
+	took := time.Since(start)
+	rt.stats.lastCheckpoint.Store(int64(took))
+	rt.logger.Debug("checkpoint", "took", took, "paused", paused, "state_ops", ops, "state_bytes", size)
+	return nil
+}
+
+// snapshot is the synchronous phase of a checkpoint: it returns the batch of
+// every partition's state changes and the source offsets they reflect.
+func (rt *engine) snapshot() (*state.Batch, Offsets, error) {
 	rt.ckptMu.Lock()
 	defer rt.ckptMu.Unlock()
 	if err := rt.failed(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	b := &barrier{reached: make(chan struct{}, rt.nparts)}
 	for _, w := range rt.workers {
@@ -554,26 +620,21 @@ func (rt *engine) checkpoint() error {
 			w.ctrl <- ctrlReq{resume: true}
 		}
 	}()
-	for i, s := range rt.sinks {
-		if err := s.Flush(); err != nil {
-			return fmt.Errorf("checkpoint: flush sink %q: %w", rt.plan.Sinks[i].ID, err)
-		}
-	}
-	if rt.dead != nil {
-		if err := rt.dead.Flush(); err != nil {
-			return fmt.Errorf("checkpoint: flush dead_letter: %w", err)
-		}
-	}
 	batch := rt.db.NewBatch()
-	defer batch.Close()
 	for _, w := range rt.workers {
 		done := make(chan error, 1)
 		w.ctrl <- ctrlReq{batch: batch, done: done}
 		if err := <-done; err != nil {
-			return fmt.Errorf("checkpoint: partition %d: %w", w.id, err)
+			batch.Close()
+			return nil, nil, fmt.Errorf("checkpoint: partition %d: %w", w.id, err)
 		}
 	}
+	if err := rt.runStopped(); err != nil {
+		batch.Close()
+		return nil, nil, fmt.Errorf("checkpoint: %w", err)
+	}
 	rt.splitsMu.Lock()
+	defer rt.splitsMu.Unlock()
 	offsets := make(Offsets, len(rt.splits))
 	for id, ss := range rt.splits {
 		ss.mu.Lock()
@@ -583,23 +644,7 @@ func (rt *engine) checkpoint() error {
 		offsets[id] = ss.offset
 		ss.mu.Unlock()
 	}
-	rt.splitsMu.Unlock()
-	if err := batch.Commit(); err != nil {
-		return fmt.Errorf("checkpoint: commit: %w", err)
-	}
-	rt.splitsMu.Lock()
-	for _, ss := range rt.splits {
-		ss.mu.Lock()
-		ss.committed = ss.offset
-		ss.mu.Unlock()
-	}
-	rt.splitsMu.Unlock()
-	if cl, ok := rt.source.(CommitListener); ok {
-		cl.Committed(offsets)
-	}
-	rt.stats.checkpoints.Add(1)
-	rt.stats.lastCheckpoint.Store(int64(time.Since(start)))
-	return nil
+	return batch, offsets, nil
 }
 
 // run is a worker's loop: source batches, exchange batches, checkpoint
@@ -617,6 +662,10 @@ func (w *worker) run(tick time.Duration) {
 			}
 			if b.barrier != nil {
 				w.atBarrier(b.barrier)
+				continue
+			}
+			if w.parked {
+				w.rt.freeInBatch(b)
 				continue
 			}
 			w.lastInput = w.clock.Now().UnixNano()
@@ -644,25 +693,40 @@ func (w *worker) atBarrier(b *barrier) {
 			if req.resume {
 				return
 			}
+			if req.fn != nil {
+				req.done <- req.fn(w)
+				continue
+			}
 			req.done <- w.flushState(req.batch)
 		}
 	}
 }
 
+// flushState writes the partition's dirty state, timers and watermark into
+// b. Clean entries are evicted first when the cache is over its bound: they
+// were committed by the previous checkpoint, which has completed (entries
+// flushed into b must not be evicted before b commits, or a read would find
+// the old value in Pebble).
 func (w *worker) flushState(b *state.Batch) error {
+	if w.parked {
+		return nil
+	}
+	if w.part.CachedEntries() > maxCachedEntries {
+		w.part.Evict()
+	}
 	if err := w.part.Flush(b); err != nil {
 		return err
 	}
 	b.SetWatermark(w.id, w.srcWM)
-	if w.part.CachedEntries() > maxCachedEntries {
-		w.part.Evict()
-	}
 	return nil
 }
 
 // onTick fires due processing-time timers and, when the partition has had no
 // input for the idle timeout, moves its watermark with the wall clock.
 func (w *worker) onTick() {
+	if w.parked {
+		return
+	}
 	now := w.clock.Now().UnixNano()
 	w.fireProcessingTimers(now)
 	if !w.final && w.rt.idle > 0 && now-w.lastInput >= w.rt.idle {

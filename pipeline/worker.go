@@ -114,6 +114,9 @@ type worker struct {
 	splitWM map[int32]int64
 	srcWM   int64
 	final   bool
+	// parked: this process does not own the partition now (see
+	// assignment.go); it has no state handle and no operators.
+	parked bool
 	// lastInput is when (processing time, Unix nanos) input last arrived.
 	lastInput int64
 
@@ -126,6 +129,11 @@ type worker struct {
 	lastCtrlID []string
 	dead       []DeadLetter
 	deadArena  []byte
+	// recSlots hold the records being emitted, one per level of nested
+	// emits (an operator emitting while it handles a record); recDepth is
+	// the number in use.
+	recSlots []*Record
+	recDepth int
 
 	// counters published to the runtime's stats at the end of each round.
 	nIn, nOut, nLate, nErr int64
@@ -147,8 +155,20 @@ func newWorker(rt *engine, id int) (*worker, error) {
 	w.sentWM = make([][]int64, rt.nparts)
 	w.sinkSpans = make([][]span, len(rt.plan.Sinks))
 	w.lastCtrlID = make([]string, len(rt.plan.Sinks))
+	if err := w.openOperators(rt.restoredWM, rt.restoredWM); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// openOperators makes and opens the partition's operator instances over
+// w.part, with wm as their watermark and exWM as what they assume of every
+// partition feeding them through an exchange.
+func (w *worker) openOperators(wm, exWM int64) error {
+	rt, id := w.rt, w.id
+	w.ops, w.srcOps = nil, nil
 	for _, po := range rt.plan.Operators {
-		o := &opInstance{id: po.ID, planned: po, op: po.New(), wm: rt.restoredWM}
+		o := &opInstance{id: po.ID, planned: po, op: po.New(), wm: wm}
 		o.logger = rt.logger.With("operator", po.ID, "partition", id)
 		o.onRecord, _ = o.op.(RecordHandler)
 		o.onTimer, _ = o.op.(TimerHandler)
@@ -156,27 +176,27 @@ func newWorker(rt *engine, id int) (*worker, error) {
 		if o.rekeyer != nil {
 			o.exWM = make([]int64, rt.nparts)
 			for i := range o.exWM {
-				o.exWM[i] = rt.restoredWM
+				o.exWM[i] = exWM
 			}
 		}
 		if o.onTimer != nil {
 			t, err := state.NewTimers(w.part, po.ID+"/timers")
 			if err != nil {
-				return nil, fmt.Errorf("operator %q: partition %d: timers: %w", po.ID, id, err)
+				return fmt.Errorf("operator %q: partition %d: timers: %w", po.ID, id, err)
 			}
 			o.timers = t
 		}
 		o.ctx = Context{w: w, op: o}
 		oc := &OpenContext{OperatorID: po.ID, Partition: id, State: w.part, Clock: rt.clock, Logger: o.logger}
 		if err := o.op.Open(oc); err != nil {
-			return nil, fmt.Errorf("operator %q: partition %d: open: %w", po.ID, id, err)
+			return fmt.Errorf("operator %q: partition %d: open: %w", po.ID, id, err)
 		}
 		w.ops = append(w.ops, o)
 		if len(po.Inputs) == 0 {
 			w.srcOps = append(w.srcOps, o)
 		}
 	}
-	return w, nil
+	return nil
 }
 
 // processSource runs a micro-batch from the source through the chain.
@@ -300,7 +320,19 @@ func (w *worker) forwardEvent(from *opInstance, key string, e *Event) {
 // Control records also take effect here: an erasure deletes every state
 // entry and timer of its key in this partition before anything downstream
 // sees it, and flows on through operators that do not handle records.
-func (w *worker) emitRecord(from *opInstance, r *Record) {
+//
+// src is the emitter's record (Context.EmitRecord's own copy, on its
+// stack): emitRecord works on a copy in a worker-owned slot, so that src
+// does not escape and an emitted record costs no allocation when only sinks
+// and the record hook see it. passRecord copies the record to the heap for
+// the consumers that may keep it (operators and exchanges).
+func (w *worker) emitRecord(from *opInstance, src *Record) {
+	if w.recDepth == len(w.recSlots) {
+		w.recSlots = append(w.recSlots, new(Record))
+	}
+	r := w.recSlots[w.recDepth]
+	*r = *src
+	w.recDepth++
 	w.nOut++
 	if w.rt.onRecord != nil {
 		w.rt.onRecord(w.id, r)
@@ -311,24 +343,36 @@ func (w *worker) emitRecord(from *opInstance, r *Record) {
 			w.rt.fail(fmt.Errorf("partition %d: erase key: %w", w.id, err))
 		}
 	}
-	w.passRecord(from, r, control)
+	w.passRecord(from, r, control, false)
+	w.recDepth--
+	*r = Record{} // keep nothing of it alive
 }
 
-func (w *worker) passRecord(from *opInstance, r *Record, control bool) {
+// passRecord passes r to the outputs of from and to its sinks. onHeap says
+// r is already a heap copy that consumers may keep; when it is not, the
+// first consumer that may keep it gets a heap copy, which every consumer
+// after it then shares, as they would share one record.
+func (w *worker) passRecord(from *opInstance, r *Record, control, onHeap bool) {
 	for _, di := range from.planned.Outputs {
 		d := w.ops[di]
 		switch {
 		case d.rekeyer != nil:
 			if !control {
+				if !onHeap {
+					r, onHeap = heapRecord(r), true
+				}
 				w.toExchange(d, r.Key, nil, r)
 			}
 		case d.onRecord != nil:
+			if !onHeap {
+				r, onHeap = heapRecord(r), true
+			}
 			w.deliverRecord(d, r)
 			if control {
-				w.passRecord(d, r, true)
+				w.passRecord(d, r, true, onHeap)
 			}
 		case control:
-			w.passRecord(d, r, true)
+			w.passRecord(d, r, true, onHeap)
 		}
 	}
 	for _, si := range from.planned.Sinks {
@@ -342,6 +386,12 @@ func (w *worker) passRecord(from *opInstance, r *Record, control bool) {
 		w.arena = AppendRecordJSON(w.arena, r)
 		w.sinkSpans[si] = append(w.sinkSpans[si], span{key: r.Key, id: r.ID, start: start, end: len(w.arena)})
 	}
+}
+
+func heapRecord(r *Record) *Record {
+	c := new(Record)
+	*c = *r
+	return c
 }
 
 // toExchange routes an input of operator o to the partition that owns key.
@@ -568,6 +618,10 @@ func (w *worker) publish() {
 
 // drainInbox processes every exchange batch waiting for this worker.
 func (w *worker) drainInbox() {
+	if w.parked {
+		w.discardInbox()
+		return
+	}
 	w.takeBuf = w.inbox.take(w.takeBuf[:0])
 	if len(w.takeBuf) == 0 {
 		return

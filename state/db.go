@@ -211,8 +211,8 @@ func (db *DB) Partition(id int) *Partition {
 }
 
 // DropPartition forgets the handle of partition id and deletes, in one
-// commit, all it holds: table entries, map fields, timers and watermark. The
-// old handle and its tables must not be used afterwards.
+// commit, all it holds: table entries, map fields, timers, watermark and
+// metadata. The old handle and its tables must not be used afterwards.
 func (db *DB) DropPartition(id int) error {
 	if id < 0 || id > maxPartition {
 		return fmt.Errorf("state: drop partition %d: id out of range [0, %d]", id, maxPartition)
@@ -224,7 +224,7 @@ func (db *DB) DropPartition(id int) error {
 	part := uint32(id)
 	b := db.pdb.NewBatch()
 	defer b.Close()
-	for _, tag := range []byte{tagKeyed, tagTimer} {
+	for _, tag := range []byte{tagKeyed, tagTimer, tagMeta} {
 		start, end := partitionRange(tag, part)
 		if err := b.DeleteRange(start, end, nil); err != nil {
 			return fmt.Errorf("state: drop partition %d: %w", id, err)

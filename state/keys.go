@@ -12,6 +12,7 @@ import "encoding/binary"
 //	k <partition> <key> 00 m <name> 00 <field> map table field
 //	t <partition> <key> 00 <namespace> 00 <timer>
 //	                                           timer: at (8 bytes BE), domain
+//	m <partition> <name>                       metadata of the partition (raw.go)
 //
 // The key comes first so that everything a key owns in a partition lies in
 // two contiguous ranges (k… and t…): erasing a key is two range deletions,
@@ -24,6 +25,7 @@ const (
 	tagWatermark = 'w'
 	tagKeyed     = 'k'
 	tagTimer     = 't'
+	tagMeta      = 'm'
 
 	kindValue   = 'v'
 	kindCounter = 'c'

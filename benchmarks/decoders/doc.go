@@ -1,7 +1,15 @@
-// Package decoders compares JSON decoders on a realistic retail event, to
-// justify the decoder pipeline.EventDecoder uses (fastjson with a hand-written
-// mapping). It is a separate module so that the peers it measures
-// (goccy/go-json) stay out of Sluice's own dependencies.
+// Package decoders compares JSON decoders on a realistic retail event (the
+// DESIGN §2 example), to justify the one pipeline.EventDecoder uses: a
+// single-pass decoder written for Event. The peers: encoding/json and
+// goccy/go-json decode into a tagged mirror of Event; valyala/fastjson is
+// measured alone (parse only) and with a hand mapping onto Event. None of
+// them validates the event contract as pipeline.EventDecoder does.
+//
+// It is a separate module so that the peers stay out of Sluice's own
+// dependencies:
 //
 //	cd benchmarks/decoders && go test -bench . -benchmem
+//
+// It uses Sluice from this tree (a replace directive), so after Sluice's
+// go.mod changes, run go mod tidy here first.
 package decoders

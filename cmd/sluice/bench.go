@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/benchmarks"
+)
+
+func benchCmd() *cobra.Command {
+	var (
+		events     int
+		partitions int
+		users      int
+		rate       float64
+		ckpt       time.Duration
+		cpuprofile string
+		dir        string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [engine|e2e|all]",
+		Short: "Measure the engine and a file-to-file pipeline: events/s, allocations, latency",
+		Long: `bench runs the benchmark harness and prints a table.
+
+  engine  pre-decoded events from memory through a keyed counter (Pebble
+          state, a checkpoint every --checkpoint-interval) into a counting
+          sink: once as fast as possible, once at a fixed --rate.
+  e2e     the same pipeline from a JSONL file to a JSONL file, beside the
+          limit loop (decode each line, encode one record, write it, on
+          all cores, nothing else), and the ratio of the two.
+  all     both (the default).
+
+Latency is event-to-output: from the source handing a batch to the runtime
+to the sink receiving the record. As fast as possible it is mostly queueing;
+the fixed-rate run shows what an event sees when the pipeline keeps up.`,
+		Args:      cobra.MatchAll(cobra.MaximumNArgs(1), cobra.OnlyValidArgs),
+		ValidArgs: []string{"engine", "e2e", "all"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			which := "all"
+			if len(args) == 1 {
+				which = args[0]
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			b := &bench{
+				out: cmd.OutOrStdout(), log: cmd.ErrOrStderr(),
+				events: events, partitions: partitions, users: users, rate: rate, ckpt: ckpt, dir: dir,
+			}
+			return b.run(ctx, which, cpuprofile)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&events, "events", 0, fmt.Sprintf("events per run (default %d for engine, %d for e2e)", benchmarks.DefaultEngineEvents, benchmarks.DefaultE2EEvents))
+	f.IntVar(&partitions, "partitions", benchmarks.DefaultPartitions, "pipeline partitions")
+	f.IntVar(&users, "users", benchmarks.DefaultUsers, "distinct shoppers (keys) in the generated events")
+	f.Float64Var(&rate, "rate", 0, "events/s of the engine's fixed-rate run (0: half the measured maximum; negative: no fixed-rate run)")
+	f.DurationVar(&ckpt, "checkpoint-interval", benchmarks.DefaultCheckpointDur, "time between checkpoints")
+	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the measured runs to `file`")
+	f.StringVar(&dir, "dir", "", "directory for temporary state and files (default: the system's)")
+	return cmd
+}
+
+type bench struct {
+	out, log   io.Writer
+	events     int
+	partitions int
+	users      int
+	rate       float64
+	ckpt       time.Duration
+	dir        string
+}
+
+func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
+	// Prepare everything first, so that the profile holds only the runs.
+	var (
+		eng *benchmarks.Engine
+		e2e *benchmarks.EndToEnd
+	)
+	if which == "engine" || which == "all" {
+		fmt.Fprintf(b.log, "engine: generating %d events...\n", min(b.engineEvents(), benchmarks.DefaultPool))
+		if eng, err = benchmarks.NewEngine(benchmarks.EngineConfig{
+			Partitions: b.partitions, Users: b.users, CheckpointInterval: b.ckpt, Dir: b.dir,
+		}); err != nil {
+			return err
+		}
+	}
+	if which == "e2e" || which == "all" {
+		n := b.events
+		if n <= 0 {
+			n = benchmarks.DefaultE2EEvents
+		}
+		fmt.Fprintf(b.log, "e2e: writing %d events to a JSONL file...\n", n)
+		if e2e, err = benchmarks.NewEndToEnd(benchmarks.EndToEndConfig{
+			Events: n, Partitions: b.partitions, Users: b.users, CheckpointInterval: b.ckpt, Dir: b.dir,
+		}); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := e2e.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("remove benchmark files: %w", cerr)
+			}
+		}()
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var rows []row
+	if eng != nil {
+		n := b.engineEvents()
+		fmt.Fprintf(b.log, "engine: %d events as fast as possible...\n", n)
+		res, err := eng.Run(ctx, n, 0)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{name: "engine, max", res: res})
+		if rate := b.rate; rate >= 0 {
+			if rate == 0 {
+				rate = res.EventsPerSec / 2
+			}
+			// A run of at most about 10 s.
+			n := min(n, max(int(rate*10), benchmarks.BatchSize))
+			fmt.Fprintf(b.log, "engine: %d events at %s events/s...\n", n, thousands(int64(rate)))
+			res, err := eng.Run(ctx, n, rate)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, row{name: "engine @ " + short(rate) + "/s", res: res})
+		}
+	}
+	var ratio float64
+	if e2e != nil {
+		fmt.Fprintf(b.log, "e2e: pipeline over %d events (%s MiB)...\n", e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
+		res, err := e2e.RunPipeline(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b.log, "e2e: limit loop on %d goroutines...\n", runtime.GOMAXPROCS(0))
+		lim, err := e2e.RunLimit(ctx)
+		if err != nil {
+			return err
+		}
+		ratio = res.EventsPerSec / lim.EventsPerSec
+		rows = append(rows,
+			row{name: "e2e, file to file", res: res},
+			row{name: fmt.Sprintf("limit, %d goroutines", runtime.GOMAXPROCS(0)), res: lim})
+	}
+	b.print(rows, ratio, e2e != nil)
+	return nil
+}
+
+func (b *bench) engineEvents() int {
+	if b.events > 0 {
+		return b.events
+	}
+	return benchmarks.DefaultEngineEvents
+}
+
+type row struct {
+	name string
+	res  benchmarks.Result
+}
+
+func (b *bench) print(rows []row, ratio float64, e2e bool) {
+	fmt.Fprintf(b.out, "\n%s %s/%s, GOMAXPROCS %d, %s; %d partitions, %d users, checkpoint every %s\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), cpuModel(), b.partitions, b.users, b.ckpt)
+	tw := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tevents\tevents/s\tCPU/event\tallocs/event\tB/event\tp50\tp99\tp99.9\tmax\tcheckpoints\t")
+	for _, r := range rows {
+		res := r.res
+		p50, p99, p999, mx := "-", "-", "-", "-"
+		if l := res.Latency; l.Count > 0 {
+			p50, p99, p999, mx = dur(l.P50), dur(l.P99), dur(l.P999), dur(l.Max)
+		}
+		ckpts := "-"
+		if res.Name != "limit" {
+			ckpts = strconv.FormatInt(res.Checkpoints, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", r.name, thousands(res.Events), thousands(int64(res.EventsPerSec)),
+			cpuPerEvent(res.CPUPerEvent), res.AllocsPerEvent, res.BytesPerEvent, p50, p99, p999, mx, ckpts)
+	}
+	tw.Flush()
+	if e2e {
+		fmt.Fprintf(b.out, "\ne2e / limit: %.1f%% (target >= 50%%)\n", ratio*100)
+	}
+	for _, r := range rows {
+		if r.res.Latency.Stale > 0 {
+			fmt.Fprintf(b.out, "warning: %s: %d latencies lost to the source's event pool coming round; the quantiles are low\n", r.name, r.res.Latency.Stale)
+		}
+	}
+}
+
+func cpuPerEvent(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 2, 64) + "µs"
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	}
+}
+
+// thousands formats n with commas between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var sb strings.Builder
+	if neg {
+		sb.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteRune(c)
+	}
+	return sb.String()
+}
+
+// short formats a rate: 1.2M, 850K.
+func short(r float64) string {
+	switch {
+	case r >= 1e6:
+		return strconv.FormatFloat(r/1e6, 'f', 2, 64) + "M"
+	case r >= 1e3:
+		return strconv.FormatFloat(r/1e3, 'f', 0, 64) + "K"
+	default:
+		return strconv.FormatFloat(r, 'f', 0, 64)
+	}
+}
+
+// cpuModel returns the processor's name on Linux, else "".
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return runtime.GOARCH
+}

@@ -1,0 +1,426 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+func init() {
+	pipeline.RegisterSource("kafka", func(cfg SourceConfig) (pipeline.Source, error) { return OpenSource(cfg) })
+}
+
+// Source reads a topic through watermill-kafka's Subscriber in a consumer
+// group; see SourceConfig. It implements pipeline.GroupSource.
+//
+// The offsets committed with the pipeline's state are the truth, not the
+// group's: the source acknowledges every message as soon as it has it (the
+// Subscriber hands out one message per partition and waits for its ack,
+// so holding acks until a checkpoint would stall the partitions), and on
+// every assignment it seeks each partition to the offset after the one its
+// state reflects, in the group handler's Setup, reached through the
+// Subscriber's Tracer hook. Payloads go to the pipeline raw: decoding
+// happens there, so a message that is not an event is dead-lettered
+// instead of blocking its partition.
+type Source struct {
+	cfg       SourceConfig
+	logger    *slog.Logger
+	nparts    int
+	client    sarama.Client
+	changelog *Changelog
+
+	// mu guards what follows and orders deliveries with assignments:
+	// Setup and Cleanup hold it while they assign and revoke, the read
+	// loop while it buffers and delivers.
+	mu        sync.Mutex
+	reb       pipeline.Rebalancer
+	d         pipeline.Deliverer
+	owned     []bool
+	buf       [][]pipeline.Message
+	buffered  int
+	delivered []int64 // last offset delivered (or committed) per partition
+	ends      []int64 // bounded: the end offset of each partition
+	sub       *wkafka.Subscriber
+	subCancel context.CancelFunc
+}
+
+// OpenSource checks cfg; the source connects when the runtime binds it.
+func OpenSource(cfg SourceConfig) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 1024
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = pipeline.Duration(2 * time.Millisecond)
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = pipeline.Duration(10 * time.Second)
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = cfg.SessionTimeout / 3
+	}
+	return &Source{cfg: cfg, logger: slog.Default()}, nil
+}
+
+// SplitPartitioned implements pipeline.PartitionedSource: Kafka partition
+// p feeds pipeline partition p.
+func (s *Source) SplitPartitioned() bool { return true }
+
+// Bind implements pipeline.GroupSource: it connects, checks that the topic
+// has one partition per pipeline partition, and opens the changelog.
+func (s *Source) Bind(b pipeline.SourceBinding) (pipeline.Changelog, error) {
+	s.nparts = b.Partitions
+	if b.Logger != nil {
+		s.logger = b.Logger
+	}
+	s.logger = s.logger.With("source", "kafka", "topic", s.cfg.Topic)
+	sc, err := s.cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.client, err = sarama.NewClient(s.cfg.Brokers, sc); err != nil {
+		return nil, fmt.Errorf("kafka source: connect: %w", err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(s.client)
+	if err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	if err := checkPartitions(admin, s.cfg.Topic, s.nparts); err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	topic := s.cfg.ChangelogTopic
+	if topic == "" {
+		topic = b.Pipeline + "-changelog"
+	}
+	if s.changelog, err = OpenChangelog(s.cfg.ClientConfig, topic, s.nparts, s.logger); err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	s.owned = make([]bool, s.nparts)
+	s.buf = make([][]pipeline.Message, s.nparts)
+	s.delivered = make([]int64, s.nparts)
+	return s.changelog, nil
+}
+
+// Read consumes until ctx is done, or, when bounded, until every partition
+// is read to its end offset.
+func (s *Source) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Deliverer) error {
+	reb, ok := d.(pipeline.Rebalancer)
+	if !ok || s.client == nil {
+		return errors.New("kafka source: not bound to a runtime (it needs pipeline.Runner)")
+	}
+	if s.cfg.Bounded {
+		s.ends = make([]int64, s.nparts)
+		for p := range s.nparts {
+			end, err := s.client.GetOffset(s.cfg.Topic, int32(p), sarama.OffsetNewest)
+			if err != nil {
+				return fmt.Errorf("kafka source: end offset of partition %d: %w", p, err)
+			}
+			s.ends[p] = end
+		}
+	}
+	s.mu.Lock()
+	s.reb, s.d = reb, d
+	s.mu.Unlock()
+
+	sc, err := s.cfg.saramaConfig()
+	if err != nil {
+		return err
+	}
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.Session.Timeout = s.cfg.SessionTimeout.D()
+	sc.Consumer.Group.Heartbeat.Interval = s.cfg.HeartbeatInterval.D()
+	// Eager rebalancing: every assignment goes through Setup, where the
+	// partitions are restored and sought.
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(s.logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
+		Brokers:               s.cfg.Brokers,
+		Unmarshaler:           rawUnmarshaler{},
+		OverwriteSaramaConfig: sc,
+		ConsumerGroup:         s.cfg.Group,
+		ReconnectRetrySleep:   500 * time.Millisecond,
+		Tracer:                tracer{s},
+	}, wlog)
+	if err != nil {
+		return fmt.Errorf("kafka source: %w", err)
+	}
+	subCtx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.sub, s.subCancel = sub, cancel
+	s.mu.Unlock()
+	msgs, err := sub.Subscribe(subCtx, s.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("kafka source: subscribe: %w", err)
+	}
+	return s.loop(ctx, msgs)
+}
+
+// loop buffers messages, acknowledging each at once, and delivers the
+// buffers when BatchSize messages are buffered or Linger has passed.
+func (s *Source) loop(ctx context.Context, msgs <-chan *message.Message) error {
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	var check <-chan time.Time
+	if s.cfg.Bounded {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		check = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-linger.C:
+			if err := s.deliver(); err != nil {
+				return err
+			}
+		case <-check:
+			if err := s.deliver(); err != nil {
+				return err
+			}
+			if done, err := s.finished(); err != nil {
+				return err
+			} else if done {
+				return nil
+			}
+		case m, ok := <-msgs:
+			if !ok {
+				return errors.New("kafka source: subscriber closed")
+			}
+			first, full := s.buffer(m)
+			m.Ack()
+			if first {
+				linger.Reset(s.cfg.Linger.D())
+			}
+			if full {
+				linger.Stop()
+				if err := s.deliver(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// buffer adds m to its partition's buffer, unless this process does not
+// own the partition (a message of a revoked assignment) or, bounded, m is
+// past the end. It runs before m is acknowledged: the Subscriber's handler
+// waits for the ack, so by the time a session's Cleanup runs every message
+// of that session is buffered or delivered, and Cleanup drops the buffers.
+func (s *Source) buffer(m *message.Message) (first, full bool) {
+	p, ok1 := wkafka.MessagePartitionFromCtx(m.Context())
+	off, ok2 := wkafka.MessagePartitionOffsetFromCtx(m.Context())
+	if !ok1 || !ok2 {
+		s.logger.Error("message without partition or offset; dropped")
+		return false, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p < 0 || int(p) >= s.nparts || !s.owned[p] {
+		return false, false
+	}
+	if s.ends != nil && off >= s.ends[p] {
+		return false, false
+	}
+	s.buf[p] = append(s.buf[p], pipeline.Message{Payload: m.Payload, Offset: off})
+	s.buffered++
+	return s.buffered == 1, s.buffered >= s.cfg.BatchSize
+}
+
+// deliver hands every buffer to the pipeline.
+func (s *Source) deliver() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buffered == 0 {
+		return nil
+	}
+	for p, b := range s.buf {
+		if len(b) == 0 {
+			continue
+		}
+		if err := s.d.Deliver(int32(p), b); err != nil {
+			return fmt.Errorf("kafka source: %w", err)
+		}
+		s.delivered[p] = b[len(b)-1].Offset
+		clear(b)
+		s.buf[p] = b[:0]
+	}
+	s.buffered = 0
+	return nil
+}
+
+// finished reports whether every partition is read to its end offset: by
+// this process for the partitions it owns, by the group (as the changelog
+// shows) for the others.
+func (s *Source) finished() (bool, error) {
+	s.mu.Lock()
+	owned := slices.Clone(s.owned)
+	delivered := slices.Clone(s.delivered)
+	s.mu.Unlock()
+	for p := range s.nparts {
+		last := s.ends[p] - 1
+		if owned[p] {
+			if delivered[p] < last {
+				return false, nil
+			}
+			continue
+		}
+		off, ok, err := s.changelog.LastCheckpoint(p)
+		if err != nil {
+			s.logger.Warn("read the changelog's last checkpoint", "partition", p, "err", err)
+			return false, nil
+		}
+		if !ok || off < last {
+			low, err := s.client.GetOffset(s.cfg.Topic, int32(p), sarama.OffsetOldest)
+			if err != nil || low <= last {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// setup is the group handler's Setup: the runtime takes the claimed
+// partitions (restoring their state if need be), and each is sought to the
+// offset after the one its state reflects.
+func (s *Source) setup(sess sarama.ConsumerGroupSession) error {
+	claims := sess.Claims()[s.cfg.Topic]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	offs, err := s.reb.Assign(claims)
+	if err != nil {
+		s.logger.Error("assignment failed; the session is retried", "err", err)
+		return err
+	}
+	for _, p := range claims {
+		s.owned[p] = true
+		s.delivered[p] = offs[p]
+	}
+	for _, p := range claims {
+		next := offs[p] + 1
+		low, err := s.client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("kafka source: oldest offset of partition %d: %w", p, err)
+		}
+		if next < low {
+			s.logger.Warn("events the state has not seen are gone from the topic (retention); resuming at the oldest offset",
+				"partition", p, "next", next, "oldest", low)
+			next = low
+		}
+		// Move the group's position either way: MarkOffset only moves it
+		// forward, ResetOffset only backward.
+		sess.MarkOffset(s.cfg.Topic, p, next, "")
+		sess.ResetOffset(s.cfg.Topic, p, next, "")
+	}
+	s.logger.Info("assigned", "partitions", claims, "generation", sess.GenerationID())
+	return nil
+}
+
+// cleanup is the group handler's Cleanup, after every ConsumeClaim of the
+// session returned: the buffered messages are dropped (the next owner reads
+// them again from the committed offsets) and the runtime gives the
+// partitions up after a checkpoint.
+func (s *Source) cleanup(sess sarama.ConsumerGroupSession) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var parts []int32
+	for p, own := range s.owned {
+		if own {
+			parts = append(parts, int32(p))
+		}
+		s.owned[p] = false
+		clear(s.buf[p])
+		s.buf[p] = s.buf[p][:0]
+	}
+	s.buffered = 0
+	if len(parts) == 0 {
+		return nil
+	}
+	if err := s.reb.Revoke(parts); err != nil {
+		return err
+	}
+	s.logger.Info("revoked", "partitions", parts, "generation", sess.GenerationID())
+	return nil
+}
+
+// Close leaves the group and disconnects.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	sub, cancel := s.sub, s.subCancel
+	s.sub, s.subCancel = nil, nil
+	s.mu.Unlock()
+	var errs []error
+	if sub != nil {
+		errs = append(errs, sub.Close())
+		cancel()
+	}
+	if s.changelog != nil {
+		errs = append(errs, s.changelog.Close())
+		s.changelog = nil
+	}
+	if s.client != nil {
+		errs = append(errs, s.client.Close())
+		s.client = nil
+	}
+	return errors.Join(errs...)
+}
+
+// rawUnmarshaler hands the payload over as it is: decoding is the
+// pipeline's, so that it can never fail here (an unmarshal error would
+// block the partition).
+type rawUnmarshaler struct{}
+
+func (rawUnmarshaler) Unmarshal(m *sarama.ConsumerMessage) (*message.Message, error) {
+	return message.NewMessage("", m.Value), nil
+}
+
+// tracer is the Subscriber's Tracer hook: it wraps the consumer group
+// handler to see assignments (Setup) and revocations (Cleanup).
+type tracer struct{ s *Source }
+
+func (t tracer) WrapConsumer(c sarama.Consumer) sarama.Consumer { return c }
+
+func (t tracer) WrapPartitionConsumer(pc sarama.PartitionConsumer) sarama.PartitionConsumer { return pc }
+
+func (t tracer) WrapConsumerGroupHandler(h sarama.ConsumerGroupHandler) sarama.ConsumerGroupHandler {
+	return groupHandler{inner: h, s: t.s}
+}
+
+func (t tracer) WrapSyncProducer(_ *sarama.Config, p sarama.SyncProducer) sarama.SyncProducer { return p }
+
+type groupHandler struct {
+	inner sarama.ConsumerGroupHandler
+	s     *Source
+}
+
+func (h groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	if err := h.s.setup(sess); err != nil {
+		return err
+	}
+	return h.inner.Setup(sess)
+}
+
+func (h groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	return errors.Join(h.inner.Cleanup(sess), h.s.cleanup(sess))
+}
+
+func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	return h.inner.ConsumeClaim(sess, claim)
+}
+
+var _ pipeline.GroupSource = (*Source)(nil)
