@@ -307,7 +307,8 @@ func (c *chunks) Read(p []byte) (int, error) {
 
 // A stream source whose input comes in pieces delivers the whole lines it
 // has without reading more (more input could be a long time coming); its
-// offsets count bytes from 0 whatever the resume offsets.
+// offsets continue after the committed one, so a new run's input is never
+// skipped as already processed.
 func TestStreamSourcePieces(t *testing.T) {
 	in := chunks{"{\"a\":1}\n{\"b\"", ":2}\n\n{\"c\":3}\n{\"d\"", ":4}"}
 	src := &streamSource{r: &in, name: "test", maxLine: DefaultMaxLineBytes}
@@ -317,10 +318,10 @@ func TestStreamSourcePieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []pipeline.Message{
-		{Payload: []byte(`{"a":1}`), Offset: 8},
-		{Payload: []byte(`{"b":2}`), Offset: 16},
-		{Payload: []byte(`{"c":3}`), Offset: 25},
-		{Payload: []byte(`{"d":4}`), Offset: 32},
+		{Payload: []byte(`{"a":1}`), Offset: 999 + 8},
+		{Payload: []byte(`{"b":2}`), Offset: 999 + 16},
+		{Payload: []byte(`{"c":3}`), Offset: 999 + 25},
+		{Payload: []byte(`{"d":4}`), Offset: 999 + 32},
 	}
 	if len(r.msgs) != len(want) {
 		t.Fatalf("got %q", r.payloads())

@@ -19,13 +19,11 @@ func init() {
 // StdinSourceConfig configures the stdin source (YAML type "stdin"): JSONL
 // events on standard input, read until it ends.
 //
-// Lines are read as by the file source. Standard input cannot seek: the
-// source ignores the resume offsets, and a message's offset is the byte
-// offset just past its line counted from the start of standard input. The
-// runtime skips what the committed state already reflects, so piping the
-// same input again after a crash continues where the crashed run committed;
-// new input read with the same state directory must start a new directory,
-// or its first bytes (up to the committed offset) are skipped.
+// Lines are read as by the file source. Standard input cannot seek, and
+// what a new run reads is new input: offsets continue after the committed
+// one (a message's offset is the committed offset plus the bytes read up to
+// the end of its line), so nothing new is ever skipped. A crash loses what
+// was read but not yet committed.
 //
 // The source can be read once per process.
 type StdinSourceConfig struct {
@@ -67,8 +65,8 @@ type filled struct {
 // A goroutine reads, so that Read returns when ctx is done even while a read
 // is blocked; that goroutine then exits when its read returns. It fills one
 // batch while Read delivers the other.
-func (s *streamSource) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Deliverer) error {
-	lr := newLineReader(s.r, 0, s.maxLine, s.name)
+func (s *streamSource) Read(ctx context.Context, resume pipeline.Offsets, d pipeline.Deliverer) error {
+	lr := newLineReader(s.r, max(resume[0], 0), s.maxLine, s.name)
 	free := make(chan *lineBatch, 2)
 	free <- new(lineBatch)
 	free <- new(lineBatch)
