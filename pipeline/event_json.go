@@ -1338,7 +1338,7 @@ func AppendEventJSON(dst []byte, e *Event) []byte {
 		dst = appendStringField(dst, n, "id", o.ID)
 		if o.Revenue != 0 {
 			dst = appendFieldName(dst, n, "revenue")
-			dst = appendJSONFloat(dst, o.Revenue)
+			dst = AppendJSONFloat(dst, o.Revenue)
 		}
 		dst = appendStringField(dst, n, "currency", o.Currency)
 		dst = append(dst, '}')
@@ -1405,7 +1405,7 @@ func appendProduct(dst []byte, p *Product) []byte {
 	dst = appendStringField(dst, n, "brand", p.Brand)
 	if p.Price != 0 {
 		dst = appendFieldName(dst, n, "price")
-		dst = appendJSONFloat(dst, p.Price)
+		dst = AppendJSONFloat(dst, p.Price)
 	}
 	dst = appendStringField(dst, n, "currency", p.Currency)
 	if p.Quantity != 0 {
@@ -1477,29 +1477,6 @@ func appendDigits(dst []byte, v, width int) []byte {
 	return append(dst, buf[:width]...)
 }
 
-// appendJSONFloat appends f as encoding/json does; a value JSON cannot
-// carry (NaN, ±Inf) becomes null.
-func appendJSONFloat(dst []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(dst, "null"...)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	dst = strconv.AppendFloat(dst, f, format, -1, 64)
-	if format == 'e' {
-		// Clean up e-09 to e-9, as encoding/json does.
-		n := len(dst)
-		if n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst[n-2] = dst[n-1]
-			dst = dst[:n-1]
-		}
-	}
-	return dst
-}
-
 // appendJSONObject appends a map as a JSON object with sorted keys.
 func appendJSONObject(dst []byte, m map[string]any) []byte {
 	var buf [16]string
@@ -1531,7 +1508,7 @@ func appendJSONValue(dst []byte, v any) []byte {
 	case bool:
 		return strconv.AppendBool(dst, v)
 	case float64:
-		return appendJSONFloat(dst, v)
+		return AppendJSONFloat(dst, v)
 	case int:
 		return strconv.AppendInt(dst, int64(v), 10)
 	case int64:

@@ -302,8 +302,8 @@ func TestAppendJSONFloat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendJSONFloat(nil, f); !bytes.Equal(got, want) {
-			t.Errorf("appendJSONFloat(%v) = %s, want %s", f, got, want)
+		if got := AppendJSONFloat(nil, f); !bytes.Equal(got, want) {
+			t.Errorf("AppendJSONFloat(%v) = %s, want %s", f, got, want)
 		}
 	}
 }
