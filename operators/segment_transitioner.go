@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,7 +34,7 @@ type SegmentTransitionerConfig struct {
 	// MaxEntries bounds each per-key list the rules need (the distinct event
 	// times of a type, the sessions). Beyond it the two oldest event times
 	// merge into the later one (their events then count as if they happened
-	// then), and the oldest session is dropped. Default 1024.
+	// then), and the oldest session is dropped. Default 1024, at least 2.
 	MaxEntries int `yaml:"max_entries"`
 	// DaysSinceHorizon stops the daily re-evaluation that days_since()
 	// needs once every days_since value of the key is at least this long
@@ -105,6 +106,9 @@ const (
 	segDay = int64(24 * time.Hour)
 	// segNeverDays is what days_since returns for a type the key never had.
 	segNeverDays = 100000.0
+	// segMaxRange bounds ranges, so that event time + range cannot
+	// overflow.
+	segMaxRange = 36500 * segDay
 	// segEvalTimer is the name of the key's re-evaluation timer.
 	segEvalTimer = "eval"
 )
@@ -220,10 +224,9 @@ type segmentRules struct {
 type compiledSegment struct {
 	name     string
 	enter    *vm.Program
-	exit     *vm.Program // nil: not enter
+	exit     *vm.Program // nil: the key leaves when enter is false
 	enterSrc string
 	exitSrc  string // the exit rule, or "not (<enter>)"
-	hasExit  bool
 }
 
 // segTypeUse is what events of one type feed.
@@ -271,8 +274,9 @@ var segFuncs = []expr.Option{
 	expr.Function("sessions_between", segUnbound, new(func(string, string) int)),
 }
 
-// segUnbound stands for the feature functions: every call is replaced by
-// its feature's value at compile time, so it never runs.
+// segUnbound stands for the feature functions: the compiler replaces every
+// call by a read of its feature's value from the environment, so it never
+// runs.
 func segUnbound(...any) (any, error) { return nil, errors.New("feature function not bound") }
 
 // compileSegmentRules parses every rule, collects the features they call,
@@ -319,16 +323,8 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 		}
 	}
 	// Pass 2: compile each rule with its calls replaced by feature names.
-	env := make(map[string]any, len(r.features))
-	for _, f := range r.features {
-		if f.isInt() {
-			env[f.name] = 0
-		} else {
-			env[f.name] = 0.0
-		}
-	}
 	opts := append([]expr.Option{
-		expr.Env(env), expr.AsBool(), expr.DisableBuiltin("now"), expr.Patch(segPatcher{c}),
+		expr.Env(r.newEnv()), expr.AsBool(), expr.DisableBuiltin("now"), expr.Patch(segPatcher{c}),
 	}, segFuncs...)
 	compile := func(seg, which, src string) (*vm.Program, error) {
 		p, err := expr.Compile(src, opts...)
@@ -344,7 +340,7 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 			return nil, err
 		}
 		if s.Exit != "" {
-			cs.hasExit, cs.exitSrc = true, s.Exit
+			cs.exitSrc = s.Exit
 			if cs.exit, err = compile(s.Name, "exit", s.Exit); err != nil {
 				return nil, err
 			}
@@ -361,10 +357,7 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 		r.byType[s.typ] = u
 	}
 	for i, t := range r.daysTypes {
-		u, ok := r.byType[t]
-		if !ok {
-			u.days = -1
-		}
+		u := r.byType[t]
 		u.days = i
 		r.byType[t] = u
 	}
@@ -453,6 +446,9 @@ func (c *segCollector) feature(fn string, call *ast.CallNode) (int, error) {
 		}
 		if d <= 0 {
 			return 0, fmt.Errorf("%s: range %q must be positive", fn, s)
+		}
+		if int64(d) > segMaxRange {
+			return 0, fmt.Errorf("%s: range %q is longer than 100 years", fn, s)
 		}
 		return int64(d), nil
 	}
@@ -557,15 +553,8 @@ func (p segPatcher) Visit(node *ast.Node) {
 func newSegmentTransitioner(r *segmentRules) *segmentTransitioner {
 	o := &segmentTransitioner{
 		r:    r,
-		env:  make(map[string]any, len(r.features)),
+		env:  r.newEnv(),
 		vals: make([]float64, len(r.features)),
-	}
-	for _, f := range r.features {
-		if f.isInt() {
-			o.env[f.name] = 0
-		} else {
-			o.env[f.name] = 0.0
-		}
 	}
 	return o
 }
@@ -663,7 +652,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 	r := o.r
 	st.clock = t
 	st.prune(r, t)
-	o.computeFeatures(st, t)
+	next := o.computeFeatures(st, t)
 	var firstErr error
 	for i := range r.segments {
 		s := &r.segments[i]
@@ -671,9 +660,9 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 		in := st.member&bit != 0
 		prog, rule := s.enter, s.enterSrc
 		if in {
-			prog, rule = s.exit, s.exitSrc
-			if !s.hasExit {
-				prog = s.enter
+			rule = s.exitSrc
+			if s.exit != nil {
+				prog = s.exit
 			}
 		}
 		out, err := o.vm.Run(prog, o.env)
@@ -684,7 +673,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 			continue
 		}
 		v, _ := out.(bool)
-		if in && !s.hasExit {
+		if in && s.exit == nil {
 			v = !v
 		}
 		if !v {
@@ -701,7 +690,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 			Data: &segmentMove{segment: s.name, rule: rule, at: t},
 		})
 	}
-	switch next := o.nextChange(st, t); {
+	switch {
 	case next == math.MaxInt64:
 		if st.timer != 0 {
 			ctx.DeleteTimer(segEvalTimer)
@@ -715,35 +704,54 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 	return firstErr
 }
 
-// computeFeatures writes the value of every feature at time t into env.
-func (o *segmentTransitioner) computeFeatures(st *segKeyState, t int64) {
+// computeFeatures writes the value of every feature at time t into env,
+// and returns the next instant after t at which a value could change
+// without a new event (math.MaxInt64 if none).
+func (o *segmentTransitioner) computeFeatures(st *segKeyState, t int64) (next int64) {
+	next = math.MaxInt64
 	for i := range o.r.features {
 		f := &o.r.features[i]
 		var v float64
 		switch f.kind {
 		case segCount, segSum:
 			es := st.series[f.idx]
-			lo, hi := t-f.from, t-f.to
-			j, _ := slices.BinarySearchFunc(es, lo+1, func(e segEntry, at int64) int { return cmpInt64(e.at, at) })
-			for ; j < len(es) && es[j].at <= hi; j++ {
+			// es[j:k] are in (t - from, t - to]: es[j] leaves first, at
+			// es[j].at + from; es[k] enters first, at es[k].at + to.
+			j, _ := slices.BinarySearchFunc(es, t-f.from+1, cmpEntryAt)
+			if j < len(es) {
+				next = min(next, es[j].at+f.from)
+			}
+			k := j
+			for ; k < len(es) && es[k].at <= t-f.to; k++ {
 				if f.kind == segCount {
-					v += float64(es[j].n)
+					v += float64(es[k].n)
 				} else {
-					v += es[j].v
+					v += es[k].v
 				}
+			}
+			if k < len(es) {
+				next = min(next, es[k].at+f.to)
 			}
 		case segSessions:
 			ss := st.sessions
-			lo, hi := t-f.from, t-f.to
-			j, _ := slices.BinarySearchFunc(ss, lo+1, func(s segSession, at int64) int { return cmpInt64(s.start, at) })
-			n := 0
-			for ; j < len(ss) && ss[j].start <= hi; j++ {
-				n++
+			j, _ := slices.BinarySearchFunc(ss, t-f.from+1, cmpSessionStart)
+			if j < len(ss) {
+				next = min(next, ss[j].start+f.from)
 			}
-			v = float64(n)
+			k := j
+			for k < len(ss) && ss[k].start <= t-f.to {
+				k++
+			}
+			if k < len(ss) {
+				next = min(next, ss[k].start+f.to)
+			}
+			v = float64(k - j)
 		case segDaysSince:
 			if last := st.last[f.idx]; last != 0 {
 				v = float64(t-last) / float64(segDay)
+				if t-last < o.r.horizon {
+					next = min(next, last+((t-last)/segDay+1)*segDay)
+				}
 			} else {
 				v = segNeverDays
 			}
@@ -758,55 +766,12 @@ func (o *segmentTransitioner) computeFeatures(st *segKeyState, t int64) {
 			o.env[f.name] = v
 		}
 	}
-}
-
-// nextChange returns the next instant after t at which a feature's value
-// could change without a new event, or math.MaxInt64.
-func (o *segmentTransitioner) nextChange(st *segKeyState, t int64) int64 {
-	next := int64(math.MaxInt64)
-	for i := range o.r.features {
-		f := &o.r.features[i]
-		switch f.kind {
-		case segCount, segSum:
-			es := st.series[f.idx]
-			for _, d := range [2]int64{f.from, f.to} {
-				if d == 0 {
-					continue
-				}
-				j, _ := slices.BinarySearchFunc(es, t-d+1, func(e segEntry, at int64) int { return cmpInt64(e.at, at) })
-				if j < len(es) {
-					next = min(next, es[j].at+d)
-				}
-			}
-		case segSessions:
-			ss := st.sessions
-			for _, d := range [2]int64{f.from, f.to} {
-				if d == 0 {
-					continue
-				}
-				j, _ := slices.BinarySearchFunc(ss, t-d+1, func(s segSession, at int64) int { return cmpInt64(s.start, at) })
-				if j < len(ss) {
-					next = min(next, ss[j].start+d)
-				}
-			}
-		case segDaysSince:
-			if last := st.last[f.idx]; last != 0 && t-last < o.r.horizon {
-				next = min(next, last+((t-last)/segDay+1)*segDay)
-			}
-		}
-	}
 	return next
 }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func cmpEntryAt(e segEntry, at int64) int { return cmp.Compare(e.at, at) }
+
+func cmpSessionStart(s segSession, at int64) int { return cmp.Compare(s.start, at) }
 
 // segmentMove is the payload of segment_entered and segment_exited.
 type segmentMove struct {
@@ -857,6 +822,20 @@ type segKeyState struct {
 	stale bool
 }
 
+// newEnv returns an environment of the rules with every feature at 0: an
+// int for counts and sessions, a float for sums and days.
+func (r *segmentRules) newEnv() map[string]any {
+	env := make(map[string]any, len(r.features))
+	for _, f := range r.features {
+		if f.isInt() {
+			env[f.name] = 0
+		} else {
+			env[f.name] = 0.0
+		}
+	}
+	return env
+}
+
 func (r *segmentRules) newState() *segKeyState {
 	return &segKeyState{
 		series: make([][]segEntry, len(r.series)),
@@ -899,7 +878,7 @@ func segInsert(es []segEntry, at int64, v float64, maxEntries int) []segEntry {
 		es[n-1].n++
 		es[n-1].v += v
 	default:
-		j, found := slices.BinarySearchFunc(es, at, func(e segEntry, at int64) int { return cmpInt64(e.at, at) })
+		j, found := slices.BinarySearchFunc(es, at, cmpEntryAt)
 		if found {
 			es[j].n++
 			es[j].v += v
@@ -932,7 +911,7 @@ func segAddSession(ss []segSession, at, gap int64, maxEntries int) ([]segSession
 		ss = append(ss, segSession{at, at})
 	} else {
 		// i is the first session that starts after at.
-		i, _ := slices.BinarySearchFunc(ss, at+1, func(s segSession, at int64) int { return cmpInt64(s.start, at) })
+		i, _ := slices.BinarySearchFunc(ss, at+1, cmpSessionStart)
 		if i > 0 && at <= ss[i-1].end {
 			return ss, false
 		}

@@ -48,6 +48,7 @@ type Harness struct {
 	rt      *engine
 	records []Record
 	dead    []DeadLetter
+	batches [][]Event
 }
 
 // HarnessOption configures a Harness.
@@ -107,7 +108,14 @@ func (h *Harness) Clock() *ManualClock { return h.clock }
 // before Process returns. The watermark does not move.
 func (h *Harness) Process(events ...Event) {
 	n := h.rt.nparts
-	batches := make([][]Event, n)
+	if len(h.batches) != n {
+		h.batches = make([][]Event, n)
+	}
+	batches := h.batches
+	for p := range batches {
+		clear(batches[p])
+		batches[p] = batches[p][:0]
+	}
 	for _, e := range events {
 		p := PartitionOf(e.Key(), n)
 		batches[p] = append(batches[p], e)

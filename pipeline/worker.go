@@ -339,6 +339,7 @@ func (w *worker) emitRecord(from *opInstance, src *Record) {
 	}
 	control := r.IsControl()
 	if control && r.Type == RecordErasure {
+		w.fireBeforeErasure(from, r)
 		if err := w.part.EraseKey(r.Key); err != nil {
 			w.rt.fail(fmt.Errorf("partition %d: erase key: %w", w.id, err))
 		}
@@ -463,13 +464,12 @@ func (w *worker) advanceWatermarks() {
 				wm = min(wm, x)
 			}
 		}
-		if wm <= o.wm {
-			continue
-		}
-		o.wm = wm
+		o.wm = max(o.wm, wm)
 		if o.timers == nil {
 			continue
 		}
+		// Also when the watermark did not move: a timer set at or behind
+		// it since the last round is due now.
 		for {
 			ft, ok := o.timers.PopDue(uint8(EventTime), wm)
 			if !ok {

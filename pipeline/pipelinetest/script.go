@@ -38,7 +38,8 @@
 //   - clock TIME: moves processing time; prints the records it caused.
 //   - end: the end of a bounded input (watermark +infinity).
 //   - checkpoint: commits the state; restart: crashes and reopens from the
-//     last checkpoint.
+//     last checkpoint. Default event ids (e1, e2, ...) restart from where
+//     they were at the checkpoint, so replayed events keep their ids.
 //   - scan KEY: checkpoints, compacts, and counts the raw store entries
 //     whose key or value contains KEY (0 after an erasure).
 //   - ids: like the last output but with record ids (toggles a flag).
@@ -96,6 +97,9 @@ type script struct {
 	h       *pipeline.Harness
 	n       int
 	showIDs bool
+	// nAtCheckpoint is n at the last checkpoint: a restart goes back to it,
+	// so that replayed events get the same default ids.
+	nAtCheckpoint int
 }
 
 func (s *script) close() {
@@ -149,8 +153,11 @@ func (s *script) exec(d *datadriven.TestData) (string, error) {
 	case "end":
 		s.h.EndOfInput()
 	case "checkpoint":
+		s.nAtCheckpoint = s.n
 		return "ok\n", s.h.Checkpoint()
 	case "restart":
+		// Events replayed after the restart get the ids they had.
+		s.n = s.nAtCheckpoint
 		return "ok\n", s.h.Restart()
 	case "ids":
 		s.showIDs = !s.showIDs
