@@ -489,7 +489,7 @@ func (s *SessionSummary) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"end":`...)
 	dst = sessAppendTime(dst, s.End)
 	dst = append(dst, `,"duration_s":`...)
-	dst = sessAppendNumber(dst, s.DurationS)
+	dst = pipeline.AppendJSONFloat(dst, s.DurationS)
 	dst = append(dst, `,"event_count":`...)
 	dst = strconv.AppendInt(dst, int64(s.EventCount), 10)
 	dst = append(dst, `,"counts":{`...)
@@ -564,24 +564,16 @@ func sessAppendStrings(dst []byte, ss []string) []byte {
 	return append(dst, ']')
 }
 
-// sessAppendNumber appends f in the shortest decimal form; a value JSON
-// cannot carry (NaN, ±Inf) becomes null.
-func sessAppendNumber(dst []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(dst, "null"...)
-	}
-	if f == 0 {
-		f = 0 // no -0
-	}
-	return strconv.AppendFloat(dst, f, 'f', -1, 64)
-}
-
-// sessAppendMoney appends f rounded to 6 decimals.
+// sessAppendMoney appends f rounded to 6 decimals, as a JSON number (null
+// for NaN and the infinities).
 func sessAppendMoney(dst []byte, f float64) []byte {
 	if r := math.Round(f*1e6) / 1e6; !math.IsInf(r, 0) {
 		f = r
 	}
-	return sessAppendNumber(dst, f)
+	if f == 0 {
+		f = 0 // -0 (a rounded tiny negative) prints as 0
+	}
+	return pipeline.AppendJSONFloat(dst, f)
 }
 
 // SessionCodec encodes a Session compactly (binary, versioned) for the

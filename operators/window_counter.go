@@ -304,10 +304,7 @@ type windowCounter struct {
 	// matchFailed is set once a match error has been logged.
 	matchFailed bool
 
-	// rearm holds the timers that fired before the watermark reached them
-	// (see OnTimer), to set again in the OnEvent call that follows.
-	rearm []pipeline.Timer
-	buf   []byte
+	buf []byte
 }
 
 // Open declares the operator's state.
@@ -356,9 +353,6 @@ func wcFloorDiv(a, b int64) int64 {
 
 // OnEvent adds the event to the windows it falls in.
 func (w *windowCounter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error {
-	if err := w.rearmTimers(ctx); err != nil {
-		return err
-	}
 	group := ctx.Key()
 	g, found, err := w.groups.Get(group)
 	if err != nil {
@@ -480,35 +474,12 @@ func wcTimerName(start int64) string {
 	return strconv.FormatInt(start/int64(time.Millisecond), 10)
 }
 
-// rearmTimers sets again the timers that fired early.
-func (w *windowCounter) rearmTimers(ctx *pipeline.Context) error {
-	for i, t := range w.rearm {
-		if t.Key != ctx.Key() {
-			w.rearm = w.rearm[:0]
-			return fmt.Errorf("window_counter %q: timer %q of key %q fired early and cannot be set again under key %q", w.id, t.Name, t.Key, ctx.Key())
-		}
-		ctx.SetTimer(t.Name, t.Time)
-		w.rearm[i] = pipeline.Timer{}
-	}
-	w.rearm = w.rearm[:0]
-	return nil
-}
-
 // OnTimer emits a window's first result when the watermark passes its end,
-// and deletes the window once it is past allowed_lateness.
-//
-// The runtime also fires a key's event-time timers just before the key
-// processes an event at or after them, which makes a per-key operator's
-// output independent of its partition. Behind an exchange the order of a
-// group's events depends on the partitioning, so a window must wait for
-// the watermark instead: a timer that fires before the watermark reaches
-// it is set again in the OnEvent call that follows.
+// and deletes the window once it is past allowed_lateness. Behind the
+// exchange, timers fire on the watermark only (never early on a group's
+// next event, whose order depends on the partitioning).
 func (w *windowCounter) OnTimer(ctx *pipeline.Context, t pipeline.Timer) error {
-	at, wm := t.Time.UnixNano(), ctx.WatermarkNanos()
-	if at > wm {
-		w.rearm = append(w.rearm, t)
-		return nil
-	}
+	wm := ctx.WatermarkNanos()
 	group := ctx.Key()
 	g, found, err := w.groups.Get(group)
 	if err != nil {

@@ -248,10 +248,12 @@ func (w *worker) recomputeSrcWM() {
 }
 
 // deliverEvent hands an event to one operator under key, after firing the
-// key's event-time timers that are due at the event's time.
+// key's event-time timers that are due at the event's time. Behind an
+// exchange a key's events come from many partitions in an order that
+// depends on the partitioning, so there timers fire on the watermark only.
 func (w *worker) deliverEvent(o *opInstance, key string, e *Event) {
 	at := e.Timestamp.UnixNano()
-	if o.timers != nil {
+	if o.timers != nil && o.rekeyer == nil {
 		w.fireKeyTimers(o, key, at)
 	}
 	c := &o.ctx
@@ -264,7 +266,7 @@ func (w *worker) deliverEvent(o *opInstance, key string, e *Event) {
 // deliverRecord hands a record to one operator under the record's key.
 func (w *worker) deliverRecord(o *opInstance, r *Record) {
 	at := r.Time.UnixNano()
-	if o.timers != nil {
+	if o.timers != nil && o.rekeyer == nil {
 		w.fireKeyTimers(o, r.Key, at)
 	}
 	c := &o.ctx
