@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/pipeline"
@@ -72,52 +71,19 @@ func (s deadLetterWriter) WriteDeadLetters(letters []pipeline.DeadLetter) error 
 
 // appendDeadLetter appends the JSON line of l to dst.
 func appendDeadLetter(dst []byte, l *pipeline.DeadLetter) []byte {
-	reason := l.Reason
-	if !utf8.ValidString(reason) {
-		reason = strings.ToValidUTF8(reason, "\uFFFD")
-	}
 	dst = append(dst, `{"reason":`...)
-	dst = appendJSONString(dst, reason)
+	dst = pipeline.AppendJSONString(dst, l.Reason)
 	dst = append(dst, `,"split":`...)
 	dst = strconv.AppendInt(dst, int64(l.Split), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, l.Offset, 10)
 	if utf8.Valid(l.Payload) {
 		dst = append(dst, `,"payload":`...)
-		dst = appendJSONString(dst, l.Payload)
+		dst = pipeline.AppendJSONString(dst, string(l.Payload))
 	} else {
 		dst = append(dst, `,"payload_base64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, l.Payload)
 		dst = append(dst, '"')
 	}
 	return append(dst, "}\n"...)
-}
-
-// appendJSONString appends s, which must be valid UTF-8, as a JSON string.
-func appendJSONString[S string | []byte](dst []byte, s S) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
