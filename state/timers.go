@@ -27,12 +27,18 @@ type timer struct {
 	dirty     bool
 	stored    bool   // Pebble holds it once the batch being built commits
 	seq       uint64 // changes at every (re)scheduling: older heap entries are stale
+	// heapAt is the time of the timer's live heap entry: at most at. A
+	// timer moved later keeps its entry, which is pushed again at the
+	// timer's time when it reaches the top (see timerHeap.top).
+	heapAt int64
 }
 
-// heapEntry is a timer's place in a heap. Moving or removing a timer leaves
-// its old entries in the heap, stale, to be dropped when they reach the top
-// or when a heap is rebuilt: a timer moved to a later time, the usual case,
-// then costs a push near the bottom instead of a sift through the heap.
+// heapEntry is a timer's place in a heap. Removing a timer, or moving it
+// earlier, leaves its old entry in the heap, stale, to be dropped when it
+// reaches the top or when a heap is rebuilt. Moving a timer later, the usual
+// case (a session's end moves with every event), touches no heap at all:
+// the entry stays, early, and is pushed again at the timer's time when it
+// reaches the top.
 type heapEntry struct {
 	at  int64
 	seq uint64
@@ -158,6 +164,7 @@ func (t *Timers) heap(domain uint8) *timerHeap {
 func (t *Timers) schedule(tm *timer) {
 	tm.scheduled = true
 	tm.seq++
+	tm.heapAt = tm.at
 	t.heap(tm.domain).push(heapEntry{at: tm.at, seq: tm.seq, t: tm})
 	t.n++
 }
@@ -220,6 +227,10 @@ func (t *Timers) Set(key, name string, at int64, domain uint8) {
 			t.byKey[tm.key] = []*timer{tm}
 		}
 	case tm.scheduled && tm.at == at && tm.domain == domain:
+		return
+	case tm.scheduled && tm.domain == domain && at > tm.heapAt:
+		tm.at = at // a deferred move: its heap entry stays
+		t.markDirty(tm)
 		return
 	case tm.scheduled:
 		t.unschedule(tm)
@@ -344,15 +355,24 @@ type timerHeap struct {
 // rebuilt.
 const minRebuild = 1024
 
-// top drops stale entries off the top and returns the earliest timer, or
-// nil.
+// top drops stale entries off the top, pushes again at their time the
+// timers moved later since their entry was pushed, and returns the
+// earliest timer, or nil. A live entry is never later than its timer, so
+// the first one found at its timer's time is the earliest.
 func (h *timerHeap) top() *timer {
 	for len(h.es) > 0 {
-		if e := h.es[0]; e.live() {
+		e := h.es[0]
+		if !e.live() {
+			h.pop()
+			h.stale--
+			continue
+		}
+		if e.at == e.t.at {
 			return e.t
 		}
 		h.pop()
-		h.stale--
+		e.at, e.t.heapAt = e.t.at, e.t.at
+		h.push(e)
 	}
 	return nil
 }
