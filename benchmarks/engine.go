@@ -70,8 +70,12 @@ type EngineConfig struct {
 	// Seed is the generator's seed. Default 1.
 	Seed int64
 	// Pool is the number of distinct events generated up front; a run of
-	// more events delivers the pool again and again. Default 262,144 (about
-	// 120 ms of input at 2M events/s, far more than any latency seen).
+	// more events delivers the pool again and again. Default 262,144. The
+	// latency of an output is found through the pool slot of its event, so
+	// the source must not deliver a slot again before the output of its
+	// previous delivery: the runtime's bounded queues keep the source a few
+	// thousand events ahead of the sinks at most, and Latency.Stale counts
+	// the outputs for which it did not hold.
 	Pool int
 	// CheckpointInterval is the time between checkpoints. Default 1s.
 	CheckpointInterval time.Duration

@@ -21,7 +21,7 @@ func (emitTwice) OnEvent(c *Context, e *Event) error {
 // keeps must stay as it was given, whatever is emitted after.
 type keepRecords struct{ kept *[]*Record }
 
-func (keepRecords) Open(*OpenContext) error         { return nil }
+func (keepRecords) Open(*OpenContext) error        { return nil }
 func (keepRecords) OnEvent(*Context, *Event) error { return nil }
 
 func (k keepRecords) OnRecord(c *Context, r *Record) error {

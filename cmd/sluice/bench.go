@@ -92,6 +92,7 @@ func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
 		fmt.Fprintf(b.log, "engine: generating %d events...\n", min(b.engineEvents(), benchmarks.DefaultPool))
 		if eng, err = benchmarks.NewEngine(benchmarks.EngineConfig{
 			Partitions: b.partitions, Users: b.users, CheckpointInterval: b.ckpt, Dir: b.dir,
+			Pool: min(b.engineEvents(), benchmarks.DefaultPool),
 		}); err != nil {
 			return err
 		}
