@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -172,11 +173,22 @@ operators:
 
 func TestDeterministicAcrossPartitions(t *testing.T) {
 	events := genEvents(t, 30000, 500)
+	t.Run("counter", func(t *testing.T) {
+		sameRecordsForEveryPartitionCount(t, func(dir string) string { return counterSpec(t, dir, events, 1, "100ms") })
+	})
+	t.Run("retail", func(t *testing.T) {
+		sameRecordsForEveryPartitionCount(t, func(dir string) string { return retailSpec(t, dir, events) })
+	})
+}
+
+// sameRecordsForEveryPartitionCount runs the spec makeSpec writes with 1, 4
+// and 8 partitions and compares the records, ids included.
+func sameRecordsForEveryPartitionCount(t *testing.T, makeSpec func(dir string) string) {
 	var want map[string]string
 	for _, parts := range []int{1, 4, 8} {
 		dir := t.TempDir()
-		spec := counterSpec(t, dir, events, parts, "100ms")
-		if _, stderr, err := sluice(t, "run", "--no-progress", spec); err != nil {
+		spec := makeSpec(dir)
+		if _, stderr, err := sluice(t, "run", "--no-progress", "--partitions", fmt.Sprint(parts), spec); err != nil {
 			t.Fatalf("run with %d partitions: %v\n%s", parts, err, stderr)
 		}
 		got := readRecords(t, filepath.Join(dir, "out.jsonl"))
@@ -188,7 +200,7 @@ func TestDeterministicAcrossPartitions(t *testing.T) {
 			continue
 		}
 		if len(got) != len(want) {
-			t.Fatalf("%d partitions: %d records, 1 partition: %d", parts, len(got), len(want))
+			t.Errorf("%d partitions: %d records, 1 partition: %d", parts, len(got), len(want))
 		}
 		for id, line := range want {
 			if got[id] != line {
@@ -284,22 +296,60 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 
 // TestCrashRecovery SIGKILLs a real `sluice run` at several points and
 // restarts it each time: the final state and the de-duplicated outputs must
-// equal those of an uninterrupted run.
+// equal those of an uninterrupted run. It runs a keyed-counter pipeline and
+// the five-operator retail pipeline (timers, an exchange, erasures).
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test runs a 200k-event pipeline several times")
 	}
 	events := genEvents(t, 200000, 5000)
+	t.Run("counter", func(t *testing.T) {
+		crashAndCompare(t, func(dir string) string { return counterSpec(t, dir, events, 4, "200ms") })
+	})
+	t.Run("retail", func(t *testing.T) {
+		crashAndCompare(t, func(dir string) string { return retailSpec(t, dir, events) })
+	})
+}
 
+// retailSpec writes examples/retail.yaml with the events file as source
+// and everything under dir.
+func retailSpec(t *testing.T, dir, events string) string {
+	t.Helper()
+	data, err := os.ReadFile("../../examples/retail.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := string(data)
+	for _, r := range [][2]string{
+		{"source: {type: generator, count: 200000, users: 5000, seed: 7}", fmt.Sprintf("source: {type: file, path: %q}", events)},
+		{"dir: .sluice/state/retail, checkpoint_interval: 1s", fmt.Sprintf("dir: %q, checkpoint_interval: 200ms", filepath.Join(dir, "state"))},
+		{"path: out/retail/dead.jsonl", fmt.Sprintf("path: %q", filepath.Join(dir, "dead.jsonl"))},
+		{"path: out/retail/outputs.jsonl", fmt.Sprintf("path: %q", filepath.Join(dir, "out.jsonl"))},
+	} {
+		if !strings.Contains(spec, r[0]) {
+			t.Fatalf("examples/retail.yaml no longer has %q", r[0])
+		}
+		spec = strings.Replace(spec, r[0], r[1], 1)
+	}
+	path := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// crashAndCompare runs the spec that makeSpec writes into a directory once
+// uninterrupted and once killed several times and restarted, and compares
+// the de-duplicated outputs and the final state stores.
+func crashAndCompare(t *testing.T, makeSpec func(dir string) string) {
 	refDir := t.TempDir()
-	refSpec := counterSpec(t, refDir, events, 4, "200ms")
-	if _, stderr, err := sluice(t, "run", "--no-progress", refSpec); err != nil {
+	if _, stderr, err := sluice(t, "run", "--no-progress", makeSpec(refDir)); err != nil {
 		t.Fatalf("reference run: %v\n%s", err, stderr)
 	}
 	want := readRecords(t, filepath.Join(refDir, "out.jsonl"))
 
 	dir := t.TempDir()
-	spec := counterSpec(t, dir, events, 4, "200ms")
+	spec := makeSpec(dir)
 	rng := rand.New(rand.NewPCG(1, 2))
 	kills := 0
 	for attempt := 0; ; attempt++ {
@@ -321,20 +371,17 @@ func TestCrashRecovery(t *testing.T) {
 				if err != nil {
 					t.Fatalf("run failed: %v\n%s", err, stderr.String())
 				}
-				goto finished
 			case <-time.After(delay):
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				<-done
 				kills++
 				continue
 			}
-		}
-		if err := <-done; err != nil {
+		} else if err := <-done; err != nil {
 			t.Fatalf("final run failed: %v\n%s", err, stderr.String())
 		}
 		break
 	}
-finished:
 	if kills == 0 {
 		t.Fatal("the run finished before any kill: make the input larger")
 	}
@@ -348,10 +395,55 @@ finished:
 			t.Fatalf("record %s: crashed run %q, uninterrupted %q", id, got[id], line)
 		}
 	}
-	// The state: every user's counters equal in both stores.
-	compareCounters(t, filepath.Join(refDir, "state"), filepath.Join(dir, "state"), want, 4)
+	compareStores(t, filepath.Join(refDir, "state"), filepath.Join(dir, "state"))
 }
 
+// compareStores compares every raw key and value of two state stores after
+// compaction: the same state, timers, watermarks and offsets.
+func compareStores(t *testing.T, refDir, dir string) {
+	t.Helper()
+	dump := func(dir string) map[string]string {
+		db, err := state.Open(dir, state.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Compact(); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		if err := db.ScanRaw(func(k, v []byte) bool {
+			out[string(k)] = string(v)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want, got := dump(refDir), dump(dir)
+	if len(want) == 0 {
+		t.Fatal("the uninterrupted run left no state")
+	}
+	diff := 0
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			if diff++; diff <= 5 {
+				t.Errorf("state key %q: crashed run %q (present %v), uninterrupted %q", k, g, ok, v)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			if diff++; diff <= 5 {
+				t.Errorf("state key %q only in the crashed run", k)
+			}
+		}
+	}
+	if diff > 0 {
+		t.Fatalf("%d state entries differ (of %d)", diff, len(want))
+	}
+	t.Logf("%d state entries equal", len(want))
+}
 // compareCounters reads the key_counter state of every key seen in the
 // records from two stores and compares it.
 func compareCounters(t *testing.T, refDir, dir string, recs map[string]string, parts int) {
