@@ -83,7 +83,8 @@ type Changelog interface {
 	// when the local state is missing or behind the changelog, it replaces
 	// it with the changelog's latest complete checkpoint of the partition
 	// (state, timers, watermark, split offset). No Partition handle holds
-	// the partition during the call.
+	// the partition during the call, and no Append includes it. Different
+	// partitions are restored concurrently.
 	Restore(db *state.DB, partition int) error
 }
 
@@ -258,10 +259,18 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 		}
 	}
 	if g.changelog != nil {
-		for _, p := range parts {
-			if err := g.changelog.Restore(rt.db, p); err != nil {
-				return nil, fmt.Errorf("assign: restore partition %d: %w", p, err)
-			}
+		errs := make([]error, len(parts))
+		var wg sync.WaitGroup
+		for i, p := range parts {
+			wg.Go(func() {
+				if err := g.changelog.Restore(rt.db, p); err != nil {
+					errs[i] = fmt.Errorf("restore partition %d: %w", p, err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("assign: %w", err)
 		}
 	}
 	committed, err := rt.db.Offsets()

@@ -71,16 +71,16 @@ func (b *Batch) Changes(fn func(key, value []byte, deleted bool) error) error {
 		key, value []byte
 		deleted    bool
 	}
-	var order []*change
-	byKey := make(map[string]*change)
+	n := int(b.b.Count())
+	order := make([]change, 0, n)
+	byKey := make(map[string]int, n)
 	put := func(key, value []byte, deleted bool) {
-		c := byKey[string(key)]
-		if c == nil {
-			c = &change{key: key}
-			byKey[string(key)] = c
-			order = append(order, c)
+		if i, ok := byKey[string(key)]; ok {
+			order[i].value, order[i].deleted = value, deleted
+			return
 		}
-		c.value, c.deleted = value, deleted
+		byKey[string(key)] = len(order)
+		order = append(order, change{key: key, value: value, deleted: deleted})
 	}
 	r := b.b.Reader()
 	for {
@@ -98,8 +98,8 @@ func (b *Batch) Changes(fn func(key, value []byte, deleted bool) error) error {
 			put(ukey, nil, true)
 		case pebble.InternalKeyKindRangeDelete:
 			start, end := ukey, value
-			for _, c := range order {
-				if bytes.Compare(c.key, start) >= 0 && bytes.Compare(c.key, end) < 0 {
+			for i := range order {
+				if c := &order[i]; bytes.Compare(c.key, start) >= 0 && bytes.Compare(c.key, end) < 0 {
 					c.value, c.deleted = nil, true
 				}
 			}
@@ -117,7 +117,8 @@ func (b *Batch) Changes(fn func(key, value []byte, deleted bool) error) error {
 			return fmt.Errorf("state: changes: unexpected operation %s in batch", kind)
 		}
 	}
-	for _, c := range order {
+	for i := range order {
+		c := &order[i]
 		if err := fn(c.key, c.value, c.deleted); err != nil {
 			return err
 		}

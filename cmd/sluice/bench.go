@@ -30,8 +30,8 @@ func benchCmd() *cobra.Command {
 		dir        string
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [engine|e2e|all]",
-		Short: "Measure the engine and a file-to-file pipeline: events/s, allocations, latency",
+		Use:   "bench [engine|e2e|retail|all]",
+		Short: "Measure the engine, a file-to-file pipeline and the retail pipeline: events/s, allocations, latency",
 		Long: `bench runs the benchmark harness and prints a table.
 
   engine  pre-decoded events from memory through a keyed counter (Pebble
@@ -40,13 +40,16 @@ func benchCmd() *cobra.Command {
   e2e     the same pipeline from a JSONL file to a JSONL file, beside the
           limit loop (decode each line, encode one record, write it, on
           all cores, nothing else), and the ratio of the two.
-  all     both (the default).
+  retail  the five-operator pipeline of examples/retail.yaml from a JSONL
+          file to a JSONL file, beside the limit loop, the ratio of the
+          two, and the state left per shopper.
+  all     all of them (the default).
 
 Latency is event-to-output: from the source handing a batch to the runtime
 to the sink receiving the record. As fast as possible it is mostly queueing;
 the fixed-rate run shows what an event sees when the pipeline keeps up.`,
 		Args:      cobra.MatchAll(cobra.MaximumNArgs(1), cobra.OnlyValidArgs),
-		ValidArgs: []string{"engine", "e2e", "all"},
+		ValidArgs: []string{"engine", "e2e", "retail", "all"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			which := "all"
 			if len(args) == 1 {
@@ -97,12 +100,12 @@ func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
 			return err
 		}
 	}
-	if which == "e2e" || which == "all" {
+	if which == "e2e" || which == "retail" || which == "all" {
 		n := b.events
 		if n <= 0 {
 			n = benchmarks.DefaultE2EEvents
 		}
-		fmt.Fprintf(b.log, "e2e: writing %d events to a JSONL file...\n", n)
+		fmt.Fprintf(b.log, "%s: writing %d events to a JSONL file...\n", which, n)
 		if e2e, err = benchmarks.NewEndToEnd(benchmarks.EndToEndConfig{
 			Events: n, Partitions: b.partitions, Users: b.users, CheckpointInterval: b.ckpt, Dir: b.dir,
 		}); err != nil {
@@ -149,25 +152,57 @@ func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
 			rows = append(rows, row{name: "engine @ " + short(rate) + "/s", res: res})
 		}
 	}
-	var ratio float64
+	var (
+		ratio, retailRatio float64
+		retail             *benchmarks.RetailResult
+		lim                benchmarks.Result
+	)
 	if e2e != nil {
+		fmt.Fprintf(b.log, "limit loop on %d goroutines over %d events (%s MiB)...\n", runtime.GOMAXPROCS(0), e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
+		if lim, err = e2e.RunLimit(ctx); err != nil {
+			return err
+		}
+	}
+	if e2e != nil && which != "retail" {
 		fmt.Fprintf(b.log, "e2e: pipeline over %d events (%s MiB)...\n", e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
 		res, err := e2e.RunPipeline(ctx)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(b.log, "e2e: limit loop on %d goroutines...\n", runtime.GOMAXPROCS(0))
-		lim, err := e2e.RunLimit(ctx)
+		ratio = res.EventsPerSec / lim.EventsPerSec
+		rows = append(rows, row{name: "e2e, file to file", res: res})
+	}
+	if e2e != nil && (which == "retail" || which == "all") {
+		fmt.Fprintf(b.log, "retail: the five-operator pipeline over %d events...\n", e2e.Events())
+		res, err := e2e.RunRetail(ctx)
 		if err != nil {
 			return err
 		}
-		ratio = res.EventsPerSec / lim.EventsPerSec
-		rows = append(rows,
-			row{name: "e2e, file to file", res: res},
-			row{name: fmt.Sprintf("limit, %d goroutines", runtime.GOMAXPROCS(0)), res: lim})
+		retail = &res
+		retailRatio = res.EventsPerSec / lim.EventsPerSec
+		rows = append(rows, row{name: "retail, file to file", res: res.Result})
 	}
-	b.print(rows, ratio, e2e != nil)
+	if e2e != nil {
+		rows = append(rows, row{name: fmt.Sprintf("limit, %d goroutines", runtime.GOMAXPROCS(0)), res: lim})
+	}
+	b.print(rows, ratio, e2e != nil && which != "retail")
+	if retail != nil {
+		b.printRetail(retail, retailRatio)
+	}
 	return nil
+}
+
+func (b *bench) printRetail(r *benchmarks.RetailResult, ratio float64) {
+	s := r.State
+	fmt.Fprintf(b.out, "retail / limit: %.1f%% (target >= 50%%)\n", ratio*100)
+	fmt.Fprintf(b.out, "retail: %s records (%.2f per event), output %s MiB\n",
+		thousands(r.Records), float64(r.Records)/float64(max(r.Events, 1)), strconv.FormatInt(r.OutputBytes>>20, 10))
+	fmt.Fprintf(b.out, "retail state after the final checkpoint: %s keys (%s shoppers); encoded keys+values %s B (%s B of shoppers); Pebble on disk after compaction %s B\n",
+		thousands(s.Keys), thousands(s.Users), thousands(s.EncodedBytes), thousands(s.UserEncodedBytes), thousands(s.DiskBytes))
+	if s.Users > 0 && s.Keys > 0 {
+		fmt.Fprintf(b.out, "retail state per shopper: %.0f B encoded; per key (all keys) %.0f B encoded, %.0f B on disk\n",
+			float64(s.UserEncodedBytes)/float64(s.Users), float64(s.EncodedBytes)/float64(s.Keys), float64(s.DiskBytes)/float64(s.Keys))
+	}
 }
 
 func (b *bench) engineEvents() int {

@@ -444,6 +444,7 @@ func compareStores(t *testing.T, refDir, dir string) {
 	}
 	t.Logf("%d state entries equal", len(want))
 }
+
 // compareCounters reads the key_counter state of every key seen in the
 // records from two stores and compares it.
 func compareCounters(t *testing.T, refDir, dir string, recs map[string]string, parts int) {

@@ -5,6 +5,9 @@
 //	sluice validate pipeline.yaml        report every error with its line
 //	sluice graph pipeline.yaml           draw it (Mermaid or DOT)
 //	sluice gen --count 1000              synthetic retail events as JSONL
+//	sluice dev kafka pipeline.yaml       a local Kafka-protocol broker with its topics
+//	sluice produce pipeline.yaml         JSONL events from stdin to its Kafka topic
+//	sluice consume --topic out ...       print a Kafka topic
 package main
 
 import (
@@ -25,7 +28,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), graphCmd(), genCmd(), importCmd(), benchCmd())
+	root.AddCommand(runCmd(), validateCmd(), graphCmd(), genCmd(), importCmd(), benchCmd(), devCmd(), produceCmd(), consumeCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(1)

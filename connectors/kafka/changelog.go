@@ -61,7 +61,12 @@ type Changelog struct {
 	logger   *slog.Logger
 	retryFor time.Duration
 
-	mu sync.Mutex
+	// mu serializes Appends; pmu[p] serializes the reads of partition p
+	// (Restore, LastCheckpoint). The runtime never restores a partition
+	// while it appends its changes, so the per-partition fields below are
+	// only touched by one of them at a time.
+	mu  sync.Mutex
+	pmu []sync.Mutex
 	// Per partition: the epoch of its last checkpoint, the offset of its
 	// split that checkpoint reflects, and the watermark value last written.
 	epoch  []int64
@@ -84,6 +89,10 @@ func OpenChangelog(cc ClientConfig, topic string, nparts int, logger *slog.Logge
 	sc.Producer.MaxMessageBytes = 4 << 20
 	sc.Net.MaxOpenRequests = 1
 	sc.Consumer.Return.Errors = true
+	// A restore reads to the end of a partition: large fetches, and no
+	// waiting at the end for records that will not come.
+	sc.Consumer.Fetch.Default = 8 << 20
+	sc.Consumer.MaxWaitTime = 20 * time.Millisecond
 	client, err := sarama.NewClient(cc.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("changelog %s: %w", topic, err)
@@ -113,7 +122,7 @@ func OpenChangelog(cc ClientConfig, topic string, nparts int, logger *slog.Logge
 		topic: topic, nparts: nparts, client: client, producer: producer, consumer: consumer,
 		logger: logger.With("changelog", topic), retryFor: 2 * time.Minute,
 		epoch: make([]int64, nparts), offset: make([]int64, nparts), lastWM: make([][]byte, nparts),
-		wmKeys: make([][]byte, nparts),
+		wmKeys: make([][]byte, nparts), pmu: make([]sync.Mutex, nparts),
 	}
 	for p := range nparts {
 		c.offset[p] = -1
@@ -136,6 +145,7 @@ func (c *Changelog) Append(b *state.Batch) error {
 	var msgs []*sarama.ProducerMessage
 	changed := make([]bool, c.nparts)
 	wms := make([][]byte, c.nparts)
+	var ar arena
 	err := b.Changes(func(key, value []byte, deleted bool) error {
 		scope, id := state.RawKeyScope(key)
 		if (scope != state.ScopePartition && scope != state.ScopeSplit) || id < 0 || int(id) >= c.nparts {
@@ -152,7 +162,7 @@ func (c *Changelog) Append(b *state.Batch) error {
 			wms[p] = value
 		}
 		changed[p] = true
-		msgs = append(msgs, c.record(p, key, value, deleted))
+		msgs = append(msgs, ar.record(c.topic, p, key, value, deleted))
 		return nil
 	})
 	if err != nil {
@@ -182,6 +192,34 @@ func (c *Changelog) Append(b *state.Batch) error {
 		b.SetMeta(p, metaName, encodeMeta(c.epoch[p], m.Offset))
 	}
 	return nil
+}
+
+// arena allocates the records of one Append in chunks.
+type arena struct {
+	bytes []byte
+	msgs  []sarama.ProducerMessage
+}
+
+func (a *arena) record(topic string, p int, key, value []byte, deleted bool) *sarama.ProducerMessage {
+	if len(a.msgs) == cap(a.msgs) {
+		a.msgs = make([]sarama.ProducerMessage, 0, 1024)
+	}
+	need := len(key) + 1 + len(value)
+	if cap(a.bytes)-len(a.bytes) < need {
+		a.bytes = make([]byte, 0, max(64<<10, need))
+	}
+	start := len(a.bytes)
+	a.bytes = append(a.bytes, key...)
+	k := a.bytes[start:len(a.bytes):len(a.bytes)]
+	a.msgs = append(a.msgs, sarama.ProducerMessage{Topic: topic, Partition: int32(p), Key: sarama.ByteEncoder(k)})
+	m := &a.msgs[len(a.msgs)-1]
+	if !deleted {
+		start = len(a.bytes)
+		a.bytes = append(a.bytes, valuePrefix)
+		a.bytes = append(a.bytes, value...)
+		m.Value = sarama.ByteEncoder(a.bytes[start:len(a.bytes):len(a.bytes)])
+	}
+	return m
 }
 
 func (c *Changelog) record(p int, key, value []byte, deleted bool) *sarama.ProducerMessage {
@@ -259,13 +297,14 @@ type scan struct {
 	firstOff int64
 }
 
-// Restore implements pipeline.Changelog.
+// Restore implements pipeline.Changelog. Partitions may be restored
+// concurrently.
 func (c *Changelog) Restore(db *state.DB, p int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if p < 0 || p >= c.nparts {
 		return fmt.Errorf("changelog %s: no partition %d", c.topic, p)
 	}
+	c.pmu[p].Lock()
+	defer c.pmu[p].Unlock()
 	meta, haveMeta, err := db.Meta(p, metaName)
 	if err != nil {
 		return err
@@ -286,6 +325,12 @@ func (c *Changelog) Restore(db *state.DB, p int) error {
 	}
 	start := time.Now()
 
+	// The usual restart: this process wrote the changelog's last record,
+	// its marker.
+	if haveMeta && localMark == high-1 {
+		c.epoch[p] = localEpoch
+		return c.loadLocal(db, p)
+	}
 	// The local state is at the marker localMark: read what follows it.
 	if haveMeta && localMark >= low && localMark < high {
 		sc, err := c.read(p, localMark, high)
@@ -518,8 +563,11 @@ func (c *Changelog) publishWithMarker(db *state.DB, p int, msgs []*sarama.Produc
 // reading only the changelog's last record: it is a marker unless a
 // checkpoint is being written or was cut short, and then ok is false.
 func (c *Changelog) LastCheckpoint(p int) (offset int64, ok bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if p < 0 || p >= c.nparts {
+		return 0, false, fmt.Errorf("changelog %s: no partition %d", c.topic, p)
+	}
+	c.pmu[p].Lock()
+	defer c.pmu[p].Unlock()
 	high, err := c.client.GetOffset(c.topic, int32(p), sarama.OffsetNewest)
 	if err != nil {
 		return 0, false, err

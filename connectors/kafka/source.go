@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -40,19 +39,29 @@ type Source struct {
 	client    sarama.Client
 	changelog *Changelog
 
-	// mu guards what follows and orders deliveries with assignments:
-	// Setup and Cleanup hold it while they assign and revoke, the read
-	// loop while it buffers and delivers.
+	// The read loop buffers messages (holding mu briefly) and acknowledges
+	// them; the delivery loop hands the buffers to the pipeline (holding
+	// dmu, and mu while it takes them). Setup and Cleanup hold both while
+	// they assign and revoke, so that no delivery crosses an assignment.
+	dmu       sync.Mutex
 	mu        sync.Mutex
 	reb       pipeline.Rebalancer
 	d         pipeline.Deliverer
 	owned     []bool
 	buf       [][]pipeline.Message
+	spare     [][]pipeline.Message
 	buffered  int
 	delivered []int64 // last offset delivered (or committed) per partition
 	ends      []int64 // bounded: the end offset of each partition
-	sub       *wkafka.Subscriber
-	subCancel context.CancelFunc
+	// remoteCheck is when the read loop last looked at the changelog for
+	// the partitions other processes own (bounded).
+	remoteCheck time.Time
+	sub         *wkafka.Subscriber
+	subCancel   context.CancelFunc
+
+	kick chan struct{} // read loop → delivery loop: a first message is buffered
+	full chan struct{} // read loop → delivery loop: BatchSize messages are buffered
+	room chan struct{} // delivery loop → read loop: the buffers were taken
 }
 
 // OpenSource checks cfg; the source connects when the runtime binds it.
@@ -110,7 +119,9 @@ func (s *Source) Bind(b pipeline.SourceBinding) (pipeline.Changelog, error) {
 	}
 	s.owned = make([]bool, s.nparts)
 	s.buf = make([][]pipeline.Message, s.nparts)
+	s.spare = make([][]pipeline.Message, s.nparts)
 	s.delivered = make([]int64, s.nparts)
+	s.kick, s.full, s.room = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)
 	return s.changelog, nil
 }
 
@@ -146,7 +157,6 @@ func (s *Source) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Delive
 	// Eager rebalancing: every assignment goes through Setup, where the
 	// partitions are restored and sought.
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
-	wlog := watermill.NewSlogLoggerWithLevelMapping(s.logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               s.cfg.Brokers,
 		Unmarshaler:           rawUnmarshaler{},
@@ -154,7 +164,7 @@ func (s *Source) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Delive
 		ConsumerGroup:         s.cfg.Group,
 		ReconnectRetrySleep:   500 * time.Millisecond,
 		Tracer:                tracer{s},
-	}, wlog)
+	}, wmLogger{s.logger})
 	if err != nil {
 		return fmt.Errorf("kafka source: %w", err)
 	}
@@ -169,98 +179,192 @@ func (s *Source) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Delive
 	return s.loop(ctx, msgs)
 }
 
-// loop buffers messages, acknowledging each at once, and delivers the
-// buffers when BatchSize messages are buffered or Linger has passed.
+// loop reads messages with several goroutines, each buffering a message
+// and then acknowledging it (the Subscriber hands out one message per
+// partition and waits for its ack, so the readers cannot reorder a
+// partition), while a delivery loop hands the buffers to the pipeline when
+// BatchSize messages are buffered or Linger has passed since the first; so
+// reading goes on while the pipeline decodes.
 func (s *Source) loop(ctx context.Context, msgs <-chan *message.Message) error {
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	defer linger.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	errc := make(chan error, readers+2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.deliverLoop(stop); err != nil {
+			errc <- err
+		}
+	})
+	var rg sync.WaitGroup
+	for range readers {
+		rg.Go(func() {
+			if err := s.read(ctx, msgs); err != nil {
+				errc <- err
+			}
+			cancel()
+		})
+	}
+	defer func() {
+		cancel()
+		rg.Wait()
+		close(stop)
+		wg.Wait()
+	}()
 	var check <-chan time.Time
 	if s.cfg.Bounded {
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		check = t.C
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-linger.C:
-			if err := s.deliver(); err != nil {
+			select {
+			case err := <-errc:
 				return err
+			default:
+				return nil
 			}
+		case err := <-errc:
+			return err
 		case <-check:
-			if err := s.deliver(); err != nil {
-				return err
-			}
 			if done, err := s.finished(); err != nil {
 				return err
 			} else if done {
 				return nil
 			}
+		}
+	}
+}
+
+// readers is the number of goroutines that take messages from the
+// Subscriber: the Subscriber waits for each message's ack before it hands
+// out the next of the same partition, so one reader leaves the partitions
+// waiting on it.
+const readers = 4
+
+// read buffers and acknowledges messages until ctx is done.
+func (s *Source) read(ctx context.Context, msgs <-chan *message.Message) error {
+	maxBuffered := 4 * s.cfg.BatchSize
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
 		case m, ok := <-msgs:
 			if !ok {
 				return errors.New("kafka source: subscriber closed")
 			}
-			first, full := s.buffer(m)
+			n := s.buffer(m)
 			m.Ack()
-			if first {
-				linger.Reset(s.cfg.Linger.D())
+			switch {
+			case n == 1:
+				signal(s.kick)
+			case n == s.cfg.BatchSize:
+				signal(s.full)
 			}
-			if full {
-				linger.Stop()
-				if err := s.deliver(); err != nil {
-					return err
+			for n >= maxBuffered {
+				select {
+				case <-s.room:
+				case <-ctx.Done():
+					return nil
 				}
+				s.mu.Lock()
+				n = s.buffered
+				s.mu.Unlock()
 			}
 		}
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
 // buffer adds m to its partition's buffer, unless this process does not
 // own the partition (a message of a revoked assignment) or, bounded, m is
-// past the end. It runs before m is acknowledged: the Subscriber's handler
-// waits for the ack, so by the time a session's Cleanup runs every message
-// of that session is buffered or delivered, and Cleanup drops the buffers.
-func (s *Source) buffer(m *message.Message) (first, full bool) {
+// past the end, and returns the number of buffered messages. It runs
+// before m is acknowledged: the Subscriber's handler waits for the ack, so
+// by the time a session's Cleanup runs every message of that session is
+// buffered or delivered, and Cleanup drops the buffers.
+func (s *Source) buffer(m *message.Message) int {
 	p, ok1 := wkafka.MessagePartitionFromCtx(m.Context())
 	off, ok2 := wkafka.MessagePartitionOffsetFromCtx(m.Context())
-	if !ok1 || !ok2 {
-		s.logger.Error("message without partition or offset; dropped")
-		return false, false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p < 0 || int(p) >= s.nparts || !s.owned[p] {
-		return false, false
+	if !ok1 || !ok2 || p < 0 || int(p) >= s.nparts || !s.owned[p] {
+		return s.buffered
 	}
 	if s.ends != nil && off >= s.ends[p] {
-		return false, false
+		return s.buffered
 	}
 	s.buf[p] = append(s.buf[p], pipeline.Message{Payload: m.Payload, Offset: off})
 	s.buffered++
-	return s.buffered == 1, s.buffered >= s.cfg.BatchSize
+	return s.buffered
+}
+
+// deliverLoop delivers the buffers, until stop is closed; then it delivers
+// what is left and returns.
+func (s *Source) deliverLoop(stop chan struct{}) error {
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	for {
+		select {
+		case <-s.kick:
+		case <-stop:
+			return s.deliver()
+		}
+		linger.Reset(s.cfg.Linger.D())
+		select {
+		case <-s.full:
+			linger.Stop()
+		case <-linger.C:
+		case <-stop:
+			return s.deliver()
+		}
+		if err := s.deliver(); err != nil {
+			return err
+		}
+	}
 }
 
 // deliver hands every buffer to the pipeline.
 func (s *Source) deliver() error {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.buffered == 0 {
+		s.mu.Unlock()
 		return nil
 	}
-	for p, b := range s.buf {
+	s.buf, s.spare = s.spare, s.buf
+	s.buffered = 0
+	// Drop stale signals: what they announced is being delivered.
+	select {
+	case <-s.full:
+	default:
+	}
+	s.mu.Unlock()
+	signal(s.room)
+	for p, b := range s.spare {
 		if len(b) == 0 {
 			continue
 		}
-		if err := s.d.Deliver(int32(p), b); err != nil {
+		err := s.d.Deliver(int32(p), b)
+		last := b[len(b)-1].Offset
+		clear(b)
+		s.spare[p] = b[:0]
+		if err != nil {
 			return fmt.Errorf("kafka source: %w", err)
 		}
-		s.delivered[p] = b[len(b)-1].Offset
-		clear(b)
-		s.buf[p] = b[:0]
+		s.mu.Lock()
+		s.delivered[p] = last
+		s.mu.Unlock()
 	}
-	s.buffered = 0
 	return nil
 }
 
@@ -272,12 +376,20 @@ func (s *Source) finished() (bool, error) {
 	owned := slices.Clone(s.owned)
 	delivered := slices.Clone(s.delivered)
 	s.mu.Unlock()
+	// The partitions this process owns first: they need no request.
+	for p := range s.nparts {
+		if owned[p] && delivered[p] < s.ends[p]-1 {
+			return false, nil
+		}
+	}
+	// The others through the changelog, at most twice a second.
+	if time.Since(s.remoteCheck) < 500*time.Millisecond {
+		return false, nil
+	}
+	s.remoteCheck = time.Now()
 	for p := range s.nparts {
 		last := s.ends[p] - 1
 		if owned[p] {
-			if delivered[p] < last {
-				return false, nil
-			}
 			continue
 		}
 		off, ok, err := s.changelog.LastCheckpoint(p)
@@ -300,6 +412,8 @@ func (s *Source) finished() (bool, error) {
 // offset after the one its state reflects.
 func (s *Source) setup(sess sarama.ConsumerGroupSession) error {
 	claims := sess.Claims()[s.cfg.Topic]
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	offs, err := s.reb.Assign(claims)
@@ -336,6 +450,8 @@ func (s *Source) setup(sess sarama.ConsumerGroupSession) error {
 // them again from the committed offsets) and the runtime gives the
 // partitions up after a checkpoint.
 func (s *Source) cleanup(sess sarama.ConsumerGroupSession) error {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var parts []int32
@@ -395,13 +511,17 @@ type tracer struct{ s *Source }
 
 func (t tracer) WrapConsumer(c sarama.Consumer) sarama.Consumer { return c }
 
-func (t tracer) WrapPartitionConsumer(pc sarama.PartitionConsumer) sarama.PartitionConsumer { return pc }
+func (t tracer) WrapPartitionConsumer(pc sarama.PartitionConsumer) sarama.PartitionConsumer {
+	return pc
+}
 
 func (t tracer) WrapConsumerGroupHandler(h sarama.ConsumerGroupHandler) sarama.ConsumerGroupHandler {
 	return groupHandler{inner: h, s: t.s}
 }
 
-func (t tracer) WrapSyncProducer(_ *sarama.Config, p sarama.SyncProducer) sarama.SyncProducer { return p }
+func (t tracer) WrapSyncProducer(_ *sarama.Config, p sarama.SyncProducer) sarama.SyncProducer {
+	return p
+}
 
 type groupHandler struct {
 	inner sarama.ConsumerGroupHandler
@@ -424,3 +544,6 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 }
 
 var _ pipeline.GroupSource = (*Source)(nil)
+
+// Config returns the source's settings, defaults applied.
+func (s *Source) Config() SourceConfig { return s.cfg }
