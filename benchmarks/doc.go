@@ -9,6 +9,9 @@
 //     the limit loop (decode every line, encode one record for it, write it,
 //     on all cores, nothing else), which bounds what any pipeline over the
 //     file could do on the machine.
+//   - Retail (EndToEnd.RunRetail): the five operators of
+//     examples/retail.yaml over the same file into a JSONL file, and the
+//     size of the state they leave.
 //
 // Each run reports events/s, heap allocations per event and the p50/p99
 // event-to-output latency (an HdrHistogram). Latency at full speed is

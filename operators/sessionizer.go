@@ -128,11 +128,15 @@ type sessionizer struct {
 	// ended holds, per key, the end (Unix nanos) of the key's last ended
 	// session, kept for gap after it: events before it are late.
 	ended *state.Value[int64]
+	// names shares one copy of each event type and category name among
+	// the sessions of the partition.
+	names nameInterner
 }
 
 func (s *sessionizer) Open(oc *pipeline.OpenContext) error {
 	s.sessions = pipeline.NewValue(oc, SessionStateTable, SessionCodec)
 	s.ended = pipeline.NewValue(oc, "ended", state.Int64Codec)
+	s.names = make(nameInterner)
 	return nil
 }
 
@@ -179,7 +183,7 @@ func (s *sessionizer) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error {
 			s.start(ctx, e)
 			return nil
 		}
-		sess.add(e, ctx.Time())
+		sess.addNamed(e, ctx.Time(), s.names)
 		s.sessions.Put(key, sess)
 		if at > last {
 			ctx.SetTimer(sessionTimerEnd, pipeline.TimeFromNanos(at+s.gap))
@@ -218,12 +222,13 @@ func (s *sessionizer) OnTimer(ctx *pipeline.Context, t pipeline.Timer) error {
 // start opens a session at the current event.
 func (s *sessionizer) start(ctx *pipeline.Context, e *pipeline.Event) {
 	key, at := ctx.Key(), ctx.Time()
+	var digits [20]byte // the id in one allocation
 	sess := &Session{
-		ID:    key + ":" + strconv.FormatInt(at.UnixMilli(), 10),
+		ID:    key + ":" + string(strconv.AppendInt(digits[:0], at.UnixMilli(), 10)),
 		Start: at,
 		End:   at,
 	}
-	sess.add(e, at)
+	sess.addNamed(e, at, s.names)
 	s.sessions.Put(key, sess)
 	ctx.SetTimer(sessionTimerEnd, at.Add(time.Duration(s.gap)))
 	ctx.Emit(RecordSessionStarted, &sessionStart{ID: sess.ID, Start: sess.Start, LandingPage: sess.LandingPage})
@@ -304,9 +309,13 @@ type SessionSearch struct {
 
 // add folds the event e at time at into the session. Strings the session
 // keeps are cloned: an event's strings share one allocation.
-func (s *Session) add(e *pipeline.Event, at time.Time) {
+func (s *Session) add(e *pipeline.Event, at time.Time) { s.addNamed(e, at, nil) }
+
+// addNamed is add, with the event type and category names cloned through
+// names.
+func (s *Session) addNamed(e *pipeline.Event, at time.Time, names nameInterner) {
 	s.EventCount++
-	s.Counts = addSessionCount(s.Counts, e.Type)
+	s.Counts = addSessionCount(s.Counts, e.Type, names)
 	if at.Before(s.Start) {
 		s.Start = at
 	}
@@ -332,7 +341,7 @@ func (s *Session) add(e *pipeline.Event, at time.Time) {
 			}
 		}
 		if c := e.Product.Category; c != "" {
-			s.CategoryViews = addSessionCount(s.CategoryViews, c)
+			s.CategoryViews = addSessionCount(s.CategoryViews, c, names)
 		}
 	case "products_searched":
 		if q := e.Search.Query; q != "" {
@@ -362,7 +371,7 @@ func (s *Session) add(e *pipeline.Event, at time.Time) {
 }
 
 // addCount adds one to name's count in counts, sorted by name.
-func addSessionCount(counts []SessionNameCount, name string) []SessionNameCount {
+func addSessionCount(counts []SessionNameCount, name string, names nameInterner) []SessionNameCount {
 	i, found := slices.BinarySearchFunc(counts, name, func(c SessionNameCount, name string) int {
 		return strings.Compare(c.Name, name)
 	})
@@ -370,7 +379,27 @@ func addSessionCount(counts []SessionNameCount, name string) []SessionNameCount 
 		counts[i].N++
 		return counts
 	}
-	return slices.Insert(counts, i, SessionNameCount{Name: strings.Clone(name), N: 1})
+	return slices.Insert(counts, i, SessionNameCount{Name: names.clone(name), N: 1})
+}
+
+// maxInternedNames bounds a nameInterner.
+const maxInternedNames = 4096
+
+// nameInterner hands out one copy of each name it is given, up to
+// maxInternedNames names; past that, a fresh copy each time. A nil
+// nameInterner always copies.
+type nameInterner map[string]string
+
+// clone returns a copy of name that does not share the memory of name.
+func (n nameInterner) clone(name string) string {
+	if c, ok := n[name]; ok {
+		return c
+	}
+	c := strings.Clone(name)
+	if n != nil && len(n) < maxInternedNames {
+		n[c] = c
+	}
+	return c
 }
 
 // eventItems returns the units and value (price * quantity) of an event's

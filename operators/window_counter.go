@@ -558,7 +558,8 @@ func (w *windowCounter) emit(ctx *pipeline.Context, group string, g *wcGroup, i 
 	end := win.start + w.size
 	rev := win.rev
 	win.rev++
-	id := w.id + "/" + group + "/" + strconv.FormatInt(win.start/int64(time.Millisecond), 10) + "/" + strconv.Itoa(int(rev))
+	var digits [20]byte // the id in one allocation
+	id := w.id + "/" + group + "/" + string(strconv.AppendInt(digits[:0], win.start/int64(time.Millisecond), 10)) + "/" + strconv.Itoa(int(rev))
 	at := pipeline.TimeFromNanos(end)
 	ctx.EmitRecord(pipeline.Record{
 		ID:   id,

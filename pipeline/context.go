@@ -74,9 +74,14 @@ type Context struct {
 	key string
 	// at is the event time of the input (or the timer's time), Unix nanos.
 	at int64
-	// cause names what caused the outputs, for their ids.
-	cause string
-	seq   int
+	// cause names what caused the outputs, for their ids. For a timer it
+	// is empty and timer names the timer: the cause
+	// "timer:<key>/<name>@<at>" is only built into the ids of records the
+	// timer emits.
+	cause   string
+	timer   string
+	isTimer bool
+	seq     int
 }
 
 // Key is the key the input is processed under.
@@ -115,7 +120,12 @@ func (c *Context) Emit(typ string, data any) {
 func (c *Context) EmitRecord(r Record) {
 	if r.ID == "" {
 		c.seq++
-		r.ID = c.cause + "/" + c.op.id + "/" + strconv.Itoa(c.seq)
+		if c.isTimer {
+			var digits [20]byte
+			r.ID = "timer:" + c.key + "/" + c.timer + "@" + string(strconv.AppendInt(digits[:0], c.at, 10)) + "/" + c.op.id + "/" + strconv.Itoa(c.seq)
+		} else {
+			r.ID = c.cause + "/" + c.op.id + "/" + strconv.Itoa(c.seq)
+		}
 	}
 	if r.Key == "" {
 		r.Key = c.key

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -14,6 +15,11 @@ import (
 type Match struct {
 	src  string
 	prog *vm.Program
+	// typeIs is set when the whole expression is `type == "<typeEq>"`,
+	// which Matcher.Match then evaluates without the virtual machine (whose
+	// field access by reflection allocates).
+	typeIs bool
+	typeEq string
 }
 
 // CompileMatch compiles a match expression such as
@@ -25,7 +31,31 @@ func CompileMatch(src string) (*Match, error) {
 	if err != nil {
 		return nil, fmt.Errorf("match expression: %w", err)
 	}
-	return &Match{src: src, prog: prog}, nil
+	m := &Match{src: src, prog: prog}
+	m.typeEq, m.typeIs = typeEquality(prog.Node())
+	return m, nil
+}
+
+// typeEquality reports whether n is `type == "s"` (or `"s" == type`), and
+// returns s.
+func typeEquality(n ast.Node) (string, bool) {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok || b.Operator != "==" {
+		return "", false
+	}
+	left, right := b.Left, b.Right
+	if _, ok := left.(*ast.StringNode); ok {
+		left, right = right, left
+	}
+	id, ok := left.(*ast.IdentifierNode)
+	if !ok || id.Value != "type" {
+		return "", false
+	}
+	s, ok := right.(*ast.StringNode)
+	if !ok {
+		return "", false
+	}
+	return s.Value, true
 }
 
 // String returns the source of the expression.
@@ -35,18 +65,23 @@ func (m *Match) String() string { return m.src }
 // machine across calls and is not safe for concurrent use: use one per
 // goroutine (per partition).
 func (m *Match) NewMatcher() *Matcher {
-	return &Matcher{prog: m.prog}
+	return &Matcher{prog: m.prog, typeIs: m.typeIs, typeEq: m.typeEq}
 }
 
 // Matcher evaluates a Match against events. See Match.NewMatcher.
 type Matcher struct {
-	prog *vm.Program
-	vm   vm.VM
+	prog   *vm.Program
+	vm     vm.VM
+	typeIs bool
+	typeEq string
 }
 
 // Match reports whether e matches. An error is a runtime failure of the
 // expression (a nil property used in arithmetic, say).
 func (mt *Matcher) Match(e *Event) (bool, error) {
+	if mt.typeIs {
+		return e.Type == mt.typeEq, nil
+	}
 	out, err := mt.vm.Run(mt.prog, e)
 	if err != nil {
 		return false, fmt.Errorf("match expression: %w", err)

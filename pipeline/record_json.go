@@ -23,7 +23,7 @@ func AppendRecordJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `,"key":`...)
 	dst = AppendJSONString(dst, r.Key)
 	dst = append(dst, `,"time":"`...)
-	dst = r.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendRFC3339Nano(dst, r.Time)
 	dst = append(dst, `","operator":`...)
 	dst = AppendJSONString(dst, r.Operator)
 	dst = append(dst, `,"data":`...)
@@ -42,6 +42,39 @@ func AppendRecordJSON(dst []byte, r *Record) []byte {
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendRFC3339Nano appends t in UTC as t.UTC().AppendFormat(dst,
+// time.RFC3339Nano) does (the fraction without its trailing zeros, none for
+// a whole second), without going through the layout interpreter.
+func appendRFC3339Nano(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	if ns := t.Nanosecond(); ns != 0 {
+		width := 9
+		for ns%10 == 0 {
+			ns /= 10
+			width--
+		}
+		dst = append(dst, '.')
+		dst = appendDigits(dst, ns, width)
+	}
+	return append(dst, 'Z')
 }
 
 // jsonSafe[b] is true for the ASCII bytes that appear in a JSON string as

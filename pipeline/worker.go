@@ -3,7 +3,6 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 
 	"github.com/sluicehq/sluice/state"
@@ -257,7 +256,7 @@ func (w *worker) deliverEvent(o *opInstance, key string, e *Event) {
 		w.fireKeyTimers(o, key, at)
 	}
 	c := &o.ctx
-	c.key, c.at, c.cause, c.seq = key, at, e.EventID, 0
+	c.key, c.at, c.cause, c.timer, c.isTimer, c.seq = key, at, e.EventID, "", false, 0
 	if err := o.op.OnEvent(c, e); err != nil {
 		w.opFailed(o, e, err)
 	}
@@ -270,7 +269,7 @@ func (w *worker) deliverRecord(o *opInstance, r *Record) {
 		w.fireKeyTimers(o, r.Key, at)
 	}
 	c := &o.ctx
-	c.key, c.at, c.cause, c.seq = r.Key, at, r.ID, 0
+	c.key, c.at, c.cause, c.timer, c.isTimer, c.seq = r.Key, at, r.ID, "", false, 0
 	if err := o.onRecord.OnRecord(c, r); err != nil {
 		w.nErr++
 		o.logger.Error("record failed", "record_id", r.ID, "err", err)
@@ -512,8 +511,9 @@ func (w *worker) fireProcessingTimers(now int64) {
 
 func (w *worker) fire(o *opInstance, ft state.FiredTimer) {
 	c := &o.ctx
-	c.key, c.at, c.seq = ft.Key, ft.At, 0
-	c.cause = "timer:" + ft.Key + "/" + ft.Name + "@" + strconv.FormatInt(ft.At, 10)
+	// The cause, "timer:<key>/<name>@<at>", is built by EmitRecord into
+	// the ids of the records the timer emits, if any.
+	c.key, c.at, c.cause, c.timer, c.isTimer, c.seq = ft.Key, ft.At, "", ft.Name, true, 0
 	t := Timer{Key: ft.Key, Name: ft.Name, Time: TimeFromNanos(ft.At), Domain: TimeDomain(ft.Domain)}
 	if err := o.onTimer.OnTimer(c, t); err != nil {
 		w.nErr++

@@ -77,6 +77,27 @@ type Timers struct {
 	heaps []timerHeap // by domain
 	dirty []*timer
 	n     int
+	// names holds one copy of each timer name seen (operators use a
+	// handful), up to maxTimerNames.
+	names map[string]string
+}
+
+// maxTimerNames bounds Timers.names.
+const maxTimerNames = 1024
+
+// name returns a copy of name that does not share its memory.
+func (t *Timers) name(name string) string {
+	if c, ok := t.names[name]; ok {
+		return c
+	}
+	c := strings.Clone(name)
+	if t.names == nil {
+		t.names = make(map[string]string)
+	}
+	if len(t.names) < maxTimerNames {
+		t.names[c] = c
+	}
+	return c
 }
 
 // NewTimers opens the timer namespace name of partition p and loads its
@@ -218,7 +239,7 @@ func (t *Timers) Set(key, name string, at int64, domain uint8) {
 	tm := t.find(key, name)
 	switch {
 	case tm == nil:
-		tm = &timer{name: strings.Clone(name)}
+		tm = &timer{name: t.name(name)}
 		if list, ok := t.byKey[key]; ok {
 			tm.key = list[0].key
 			t.byKey[tm.key] = append(list, tm)
@@ -286,6 +307,12 @@ func (t *Timers) PopDue(domain uint8, upTo int64) (FiredTimer, bool) {
 // PopDueForKey is PopDue restricted to the timers of key; it costs
 // O(timers of key).
 func (t *Timers) PopDueForKey(key string, domain uint8, upTo int64) (FiredTimer, bool) {
+	// Every scheduled timer has a heap entry at or before its time, so when
+	// the earliest entry (live or stale) is later than upTo, no timer of
+	// any key is due: no need to look the key up.
+	if int(domain) >= len(t.heaps) || len(t.heaps[domain].es) == 0 || t.heaps[domain].es[0].at > upTo {
+		return FiredTimer{}, false
+	}
 	var best *timer
 	for _, tm := range t.byKey[key] {
 		if tm.scheduled && tm.domain == domain && tm.at <= upTo &&

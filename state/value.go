@@ -34,6 +34,10 @@ type Value[T any] struct {
 
 	cache map[string]*entry[T]
 	dirty []*entry[T]
+	// last is the cache entry looked up last, or nil: an operator usually
+	// reads and then writes the same key, which then costs one map lookup.
+	// It is always in cache.
+	last *entry[T]
 }
 
 // NewValue opens the value table name of partition p. Names are unique among
@@ -81,7 +85,12 @@ func (v *Value[T]) Get(key string) (T, bool, error) {
 
 // lookup returns the cached entry of key, loading it on a miss.
 func (v *Value[T]) lookup(key string) (*entry[T], error) {
-	if e := v.cache[key]; e != nil {
+	e := v.last
+	if e == nil || e.key != key {
+		e = v.cache[key]
+	}
+	if e != nil {
+		v.last = e
 		if e.present && v.ttl > 0 && v.now()-e.wtime >= v.ttl {
 			v.setAbsent(e)
 		}
@@ -123,6 +132,7 @@ func (v *Value[T]) load(key string) (*entry[T], error) {
 		}
 	}
 	v.cache[e.key] = e
+	v.last = e
 	if e.dirty {
 		v.dirty = append(v.dirty, e)
 	}
@@ -132,7 +142,11 @@ func (v *Value[T]) load(key string) (*entry[T], error) {
 // entryFor returns the cached entry of key without reading Pebble, creating
 // it if needed.
 func (v *Value[T]) entryFor(key string) *entry[T] {
+	if e := v.last; e != nil && e.key == key {
+		return e
+	}
 	if e := v.cache[key]; e != nil {
+		v.last = e
 		return e
 	}
 	e := &entry[T]{key: strings.Clone(key)}
@@ -140,6 +154,7 @@ func (v *Value[T]) entryFor(key string) *entry[T] {
 		e.stored = storedNo
 	}
 	v.cache[e.key] = e
+	v.last = e
 	return e
 }
 
@@ -210,6 +225,9 @@ func (v *Value[T]) erase(key string) {
 	if e := v.cache[key]; e != nil {
 		e.dirty = false
 		delete(v.cache, key)
+		if v.last == e {
+			v.last = nil
+		}
 	}
 }
 
@@ -220,6 +238,7 @@ func (v *Value[T]) markAbsent(key string) {
 }
 
 func (v *Value[T]) evict() {
+	v.last = nil
 	for k, e := range v.cache {
 		if !e.dirty {
 			delete(v.cache, k)

@@ -1,0 +1,190 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/state"
+)
+
+// RetailOperators is the operators block of examples/retail.yaml, which the
+// retail benchmark runs unchanged (a test checks that the two agree).
+const RetailOperators = `operators:
+  - id: consent
+    type: consent_filter
+    with: {purposes: [analytics]}
+  - id: sessions
+    type: sessionizer
+    inputs: [consent]
+    with: {gap: 30m}
+  - id: views_1h
+    type: window_counter
+    inputs: [consent]
+    with:
+      match: 'type == "product_viewed"'
+      group_by: product.id
+      size: 1h
+      spike: {ratio: 3, baseline_windows: 6, min_count: 20}
+  - id: segments
+    type: segment_transitioner
+    inputs: [consent]
+    with:
+      segments:
+        - name: high_value
+          enter: 'count("order_completed", "30d") >= 2'
+        - name: engaged
+          enter: 'sessions("7d") >= 3'
+          exit: 'sessions("7d") < 2'
+        - name: lapsed_browser
+          enter: 'count("product_viewed", "1d") >= 10 and count("product_added", "1d") == 0'
+  - id: abandonment
+    type: abandonment_detector
+    inputs: [consent]
+    with: {cart_timeout: 30m, browse_min_views: 3, browse_timeout: 30m, cooldown: 24h}
+`
+
+// retailSpec returns the retail benchmark's pipeline spec: the operators of
+// examples/retail.yaml (and its time settings) from the JSONL file input to
+// the JSONL file out, with its state in stateDir.
+func retailSpec(input, out, dead, stateDir string, partitions int, ckpt string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "version: 1\nname: bench-retail\n")
+	fmt.Fprintf(&b, "source: {type: file, path: %s}\n", strconv.Quote(input))
+	fmt.Fprintf(&b, "time: {max_out_of_orderness: 5s, idle_timeout: 30s}\n")
+	fmt.Fprintf(&b, "state: {dir: %s, checkpoint_interval: %s}\n", strconv.Quote(stateDir), ckpt)
+	fmt.Fprintf(&b, "partitions: %d\n", partitions)
+	fmt.Fprintf(&b, "dead_letter: {type: file, path: %s}\n", strconv.Quote(dead))
+	b.WriteString(RetailOperators)
+	fmt.Fprintf(&b, "sinks:\n  - {id: out, type: file, path: %s, inputs: [sessions, views_1h, segments, abandonment]}\n", strconv.Quote(out))
+	return b.Bytes()
+}
+
+// StateSize is the size of a pipeline's state after its final checkpoint.
+type StateSize struct {
+	// Keys counts the distinct keys that own state (table entries or
+	// timers) in any partition: shoppers, and the product ids of the
+	// window counter's exchange.
+	Keys int64
+	// Users counts the keys among them that are shoppers ("u-" prefix).
+	Users int64
+	// EncodedBytes is the sum of the sizes of the raw keys and values of
+	// all keyed entries and timers, as Pebble stores them before
+	// compression.
+	EncodedBytes int64
+	// UserEncodedBytes is the part of EncodedBytes owned by shoppers.
+	UserEncodedBytes int64
+	// DiskBytes is Pebble's disk usage after a full compaction (tables,
+	// WAL and manifest; the tables are compressed).
+	DiskBytes int64
+}
+
+// RetailResult is what one run of the retail benchmark gives.
+type RetailResult struct {
+	Result
+	// State is the size of the state left after the run.
+	State StateSize
+	// OutputBytes is the size of the output file.
+	OutputBytes int64
+}
+
+// RunRetail runs the retail pipeline of examples/retail.yaml (consent
+// filter, sessionizer, window counter with spikes, segment transitioner,
+// abandonment detector) over the input file into a JSONL file, with a new
+// state directory, then measures the state left behind.
+//
+// Latency is measured as in RunPipeline, for the records that an event
+// caused (timer records name no event and are not in the distribution).
+func (e *EndToEnd) RunRetail(ctx context.Context) (RetailResult, error) {
+	cfg := e.cfg
+	dir, err := os.MkdirTemp(e.dir, "retail-")
+	if err != nil {
+		return RetailResult{}, fmt.Errorf("bench: retail: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	stateDir, out := filepath.Join(dir, "state"), filepath.Join(dir, "out.jsonl")
+	spec := retailSpec(e.input, out, filepath.Join(dir, "dead.jsonl"), stateDir, cfg.Partitions, cfg.CheckpointInterval.String())
+	plan, err := pipeline.ParsePlan(spec, "bench-retail.yaml")
+	if err != nil {
+		return RetailResult{}, fmt.Errorf("bench: retail: plan: %w", err)
+	}
+	lat := newLatencyRecorder(cfg.Events, 1)
+	openSource, openSink := plan.Source, plan.Sinks[0].Open
+	plan.Source = func() (pipeline.Source, error) {
+		src, err := openSource()
+		if err != nil {
+			return nil, err
+		}
+		return wrapSource(src, lat), nil
+	}
+	plan.Sinks[0].Open = func() (pipeline.Sink, error) {
+		s, err := openSink()
+		if err != nil {
+			return nil, err
+		}
+		return &measuredSink{Sink: s, lat: lat}, nil
+	}
+	res, err := runPlan(ctx, plan, cfg.Logger)
+	if err != nil {
+		return RetailResult{Result: res}, fmt.Errorf("bench: retail: %w", err)
+	}
+	res.Name = "retail"
+	res.Latency = lat.result()
+	rr := RetailResult{Result: res}
+	if res.Events != int64(cfg.Events) {
+		return rr, fmt.Errorf("bench: retail: %d events in, want %d", res.Events, cfg.Events)
+	}
+	if fi, err := os.Stat(out); err == nil {
+		rr.OutputBytes = fi.Size()
+	}
+	if rr.State, err = measureState(stateDir, cfg.Logger); err != nil {
+		return rr, fmt.Errorf("bench: retail: %w", err)
+	}
+	return rr, nil
+}
+
+// measureState opens the state store in dir, compacts it and measures it.
+func measureState(dir string, logger *slog.Logger) (StateSize, error) {
+	db, err := state.Open(dir, state.WithLogger(logger))
+	if err != nil {
+		return StateSize{}, err
+	}
+	defer db.Close()
+	if err := db.Compact(); err != nil {
+		return StateSize{}, err
+	}
+	var sz StateSize
+	seen := make(map[string]struct{})
+	err = db.ScanRaw(func(k, v []byte) bool {
+		if scope, _ := state.RawKeyScope(k); scope != state.ScopePartition || len(k) <= 5 || (k[0] != 'k' && k[0] != 't') {
+			return true
+		}
+		// k|t <partition> <key> 00 ...: the owner is the key, whatever the
+		// partition and tag.
+		owner := k[5:]
+		if i := bytes.IndexByte(owner, 0); i >= 0 {
+			owner = owner[:i]
+		}
+		n := int64(len(k) + len(v))
+		sz.EncodedBytes += n
+		user := bytes.HasPrefix(owner, []byte("u-"))
+		if user {
+			sz.UserEncodedBytes += n
+		}
+		if _, ok := seen[string(owner)]; !ok {
+			seen[string(owner)] = struct{}{}
+			if user {
+				sz.Users++
+			}
+		}
+		return true
+	})
+	sz.Keys = int64(len(seen))
+	sz.DiskBytes = int64(db.DiskSize())
+	return sz, err
+}
