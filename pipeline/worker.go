@@ -334,13 +334,15 @@ func (w *worker) emitRecord(from *opInstance, src *Record) {
 	r := w.recSlots[w.recDepth]
 	*r = *src
 	w.recDepth++
+	control := r.IsControl()
+	if control && r.Type == RecordErasure {
+		w.fireBeforeErasure(from, r)
+	}
 	w.nOut++
 	if w.rt.onRecord != nil {
 		w.rt.onRecord(w.id, r)
 	}
-	control := r.IsControl()
 	if control && r.Type == RecordErasure {
-		w.fireBeforeErasure(from, r)
 		if err := w.part.EraseKey(r.Key); err != nil {
 			w.rt.fail(fmt.Errorf("partition %d: erase key: %w", w.id, err))
 		}

@@ -365,7 +365,7 @@ func crashAndCompare(t *testing.T, makeSpec func(dir string) string) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		if kills < 5 {
-			delay := time.Duration(150+rng.IntN(600)) * time.Millisecond
+			delay := time.Duration(60+rng.IntN(300)) * time.Millisecond
 			select {
 			case err := <-done:
 				if err != nil {

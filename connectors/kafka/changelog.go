@@ -87,6 +87,9 @@ func OpenChangelog(cc ClientConfig, topic string, nparts int, logger *slog.Logge
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 5
 	sc.Producer.MaxMessageBytes = 4 << 20
+	// A checkpoint's changes go in requests of at most 1000 records, so
+	// that a broker serves the pipeline's other requests in between.
+	sc.Producer.Flush.MaxMessages = 1000
 	sc.Net.MaxOpenRequests = 1
 	sc.Consumer.Return.Errors = true
 	// A restore reads to the end of a partition: large fetches, and no

@@ -1,0 +1,360 @@
+// Package kafka benchmarks Sluice's Kafka path against a Kafka-protocol
+// broker (kfake) in the same process, over TCP:
+//
+//	go test ./benchmarks/kafka -run '^$' -bench . -benchtime 1x
+//
+// BenchmarkKafka measures, in one run: the raw consume throughput of
+// watermill-kafka's Subscriber (the ceiling: every message acknowledged,
+// nothing else), the retail pipeline (examples/retail-kafka.yaml's
+// operators) reading the same events from a topic and writing its records
+// to another, and the pipeline's event-to-output latency at half of the
+// rate it reached. SLUICE_KAFKA_BROKERS runs it against a real cluster.
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/sluicehq/sluice/connectors/generator"
+	"github.com/sluicehq/sluice/connectors/kafka"
+	_ "github.com/sluicehq/sluice/operators"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+const (
+	benchEvents = 200000
+	benchUsers  = 5000
+	partitions  = 8
+)
+
+// retailOperators are examples/retail-kafka.yaml's.
+const retailOperators = `operators:
+  - id: consent
+    type: consent_filter
+    with: {purposes: [analytics]}
+  - id: sessions
+    type: sessionizer
+    inputs: [consent]
+    with: {gap: 30m}
+  - id: segments
+    type: segment_transitioner
+    inputs: [consent]
+    with:
+      segments:
+        - name: high_value
+          enter: 'count("order_completed", "30d") >= 2'
+        - name: engaged
+          enter: 'sessions("7d") >= 3'
+          exit: 'sessions("7d") < 2'
+  - id: abandonment
+    type: abandonment_detector
+    inputs: [consent]
+    with: {cart_timeout: 30m, browse_min_views: 3, browse_timeout: 30m, cooldown: 24h}
+`
+
+func brokers(b *testing.B) []string {
+	if env := os.Getenv("SLUICE_KAFKA_BROKERS"); env != "" {
+		return strings.Split(env, ",")
+	}
+	d, err := kafka.StartDev(kafka.DevConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(d.Close)
+	return []string{d.Addr()}
+}
+
+var seq atomic.Int64
+
+func name(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e9, seq.Add(1))
+}
+
+// pipelineSpec is the retail pipeline from topic events to topic out.
+func pipelineSpec(bs []string, pname, events, out, dir string, bounded bool) string {
+	q, _ := json.Marshal(bs)
+	return fmt.Sprintf(`version: 1
+name: %s
+source: {type: kafka, brokers: %s, topic: %s, group: %s, bounded: %v}
+time: {max_out_of_orderness: 5s, idle_timeout: 24h}
+partitions: %d
+state: {dir: %q, checkpoint_interval: 1s, sync: never}
+%ssinks:
+  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, segments, abandonment]}
+`, pname, q, events, pname, bounded, partitions, dir, retailOperators, q, out)
+}
+
+func createTopics(b *testing.B, bs []string, spec string) {
+	ps, err := pipeline.ParseSpec([]byte(spec), "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, err := kafka.PipelineTopics(ps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range ts {
+		if err := kafka.EnsureTopic(kafka.ClientConfig{Brokers: bs}, t.Name, t.Partitions, t.Configs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// eventsJSONL generates the benchmark's events.
+func eventsJSONL(b *testing.B) []byte {
+	var buf bytes.Buffer
+	if err := generator.WriteJSONL(&buf, generator.Config{Count: benchEvents, Users: benchUsers, Seed: 7}); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// rawConsume reads n messages of topic with watermill-kafka's Subscriber
+// in a new group, acknowledging each, and returns the rate.
+func rawConsume(b *testing.B, bs []string, topic string, n int) float64 {
+	sc := sarama.NewConfig()
+	sc.Version = kafka.DefaultVersion
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
+		Brokers:               bs,
+		Unmarshaler:           rawUnmarshaler{},
+		OverwriteSaramaConfig: sc,
+		ConsumerGroup:         name("raw"),
+	}, watermill.NopLogger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	start := time.Now()
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		m := <-msgs
+		m.Ack()
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+type rawUnmarshaler struct{}
+
+func (rawUnmarshaler) Unmarshal(m *sarama.ConsumerMessage) (*message.Message, error) {
+	return message.NewMessage("", m.Value), nil
+}
+
+// benchLogger logs warnings, or everything down to debug (checkpoint
+// durations and pauses) with SLUICE_BENCH_DEBUG=1.
+func benchLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SLUICE_BENCH_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// runBounded runs the pipeline over the n events of its topic and returns
+// the rate.
+func runBounded(b *testing.B, spec string, n int) float64 {
+	plan, err := pipeline.ParsePlan([]byte(spec), "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := benchLogger()
+	start := time.Now()
+	r, err := pipeline.NewRunner(plan, pipeline.WithLogger(logger))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if got := r.Stats().EventsIn; got != int64(n) {
+		b.Fatalf("the pipeline took %d events, want %d", got, n)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// latency runs the pipeline unbounded while events are produced at rate
+// per second for d, and measures the time from producing an event to
+// reading from the output topic a record it caused.
+// input is an event to produce, with its id and key decoded beforehand.
+type input struct {
+	id, key string
+	line    []byte
+}
+
+func inputs(b *testing.B, lines [][]byte) []input {
+	var dec pipeline.EventDecoder
+	var e pipeline.Event
+	out := make([]input, 0, len(lines))
+	for _, l := range lines {
+		if err := dec.Decode(l, &e); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, input{id: e.EventID, key: e.Key(), line: l})
+	}
+	return out
+}
+
+func latency(b *testing.B, bs []string, lines []input, rate float64, d time.Duration) *hdrhistogram.Histogram {
+	dir := b.TempDir()
+	pname := name("latency")
+	events, out := pname+"-events", pname+"-out"
+	spec := pipelineSpec(bs, pname, events, out, filepath.Join(dir, "state"), false)
+	createTopics(b, bs, spec)
+	plan, err := pipeline.ParsePlan([]byte(spec), "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := pipeline.NewRunner(plan, pipeline.WithLogger(benchLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- r.Run(ctx) }()
+
+	// Sent times by event id.
+	var sentMu sync.Mutex
+	sent := make(map[string]time.Time, int(rate*d.Seconds())+1)
+	hist := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+	consumerCtx, stopConsumer := context.WithCancel(context.Background())
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		readOutputs(b, bs, out, consumerCtx, func(id string) {
+			at := time.Now()
+			ev, _, _ := strings.Cut(id, "/")
+			sentMu.Lock()
+			t0, ok := sent[ev]
+			sentMu.Unlock()
+			if ok {
+				_ = hist.RecordValue(int64(at.Sub(t0) / time.Microsecond))
+			}
+		})
+	}()
+
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Warm up (group join, first assignment) before measuring.
+	time.Sleep(2 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	produced := 0
+	for time.Since(start) < d && produced < len(lines) {
+		<-tick.C
+		due := int(rate * time.Since(start).Seconds())
+		var batch []*sarama.ProducerMessage
+		now := time.Now()
+		sentMu.Lock()
+		for ; produced < due && produced < len(lines); produced++ {
+			in := &lines[produced]
+			sent[in.id] = now
+			batch = append(batch, &sarama.ProducerMessage{Topic: events, Key: sarama.StringEncoder(in.key), Value: sarama.ByteEncoder(in.line)})
+		}
+		sentMu.Unlock()
+		if len(batch) > 0 {
+			if err := pub.Enqueue(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Close(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the last outputs
+	stopConsumer()
+	<-consumed
+	cancel()
+	if err := <-runDone; err != nil {
+		b.Fatal(err)
+	}
+	return hist
+}
+
+// readOutputs calls fn with the id of every record written to topic until
+// ctx is done.
+func readOutputs(b *testing.B, bs []string, topic string, ctx context.Context, fn func(id string)) {
+	sc := sarama.NewConfig()
+	sc.Version = kafka.DefaultVersion
+	sc.Consumer.MaxWaitTime = 5 * time.Millisecond
+	consumer, err := sarama.NewConsumer(bs, sc)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer consumer.Close()
+	var wg sync.WaitGroup
+	for p := range int32(partitions) {
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		wg.Go(func() {
+			defer pc.Close()
+			for {
+				select {
+				case m := <-pc.Messages():
+					for _, h := range m.Headers {
+						if string(h.Key) == wkafka.UUIDHeaderKey {
+							fn(string(h.Value))
+						}
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkKafka(b *testing.B) {
+	bs := brokers(b)
+	data := eventsJSONL(b)
+	lines := inputs(b, bytes.Split(bytes.TrimSpace(data), []byte("\n")))
+	for range b.N {
+		dir := b.TempDir()
+		pname := name("retail")
+		events, out := pname+"-events", pname+"-out"
+		spec := pipelineSpec(bs, pname, events, out, filepath.Join(dir, "state"), true)
+		createTopics(b, bs, spec)
+		n, err := kafka.ProduceJSONL(context.Background(), bytes.NewReader(data), kafka.ProduceConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}, Topic: events})
+		if err != nil || n != benchEvents {
+			b.Fatalf("produced %d: %v", n, err)
+		}
+		raw := rawConsume(b, bs, events, n)
+		piped := runBounded(b, spec, n)
+		hist := latency(b, bs, lines, piped/2, 10*time.Second)
+		b.ReportMetric(raw, "raw_msgs/s")
+		b.ReportMetric(piped, "pipeline_events/s")
+		b.ReportMetric(100*piped/raw, "pipeline_%_of_raw")
+		b.ReportMetric(piped/2, "latency_rate/s")
+		b.ReportMetric(float64(hist.ValueAtQuantile(50))/1000, "p50_ms")
+		b.ReportMetric(float64(hist.ValueAtQuantile(99))/1000, "p99_ms")
+		b.ReportMetric(float64(hist.TotalCount()), "latency_samples")
+	}
+}
