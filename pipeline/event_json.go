@@ -1438,9 +1438,30 @@ func appendConsent(dst []byte, consent map[string]bool) []byte {
 // micro- or nanoseconds when t has them.
 func appendEventTime(dst []byte, t time.Time) []byte {
 	t = t.UTC()
+	dst, ok := appendDateTime(dst, t)
+	if !ok {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	dst = append(dst, '.')
+	ns := t.Nanosecond()
+	switch {
+	case ns%1e6 == 0:
+		dst = appendDigits(dst, ns/1e6, 3)
+	case ns%1e3 == 0:
+		dst = appendDigits(dst, ns/1e3, 6)
+	default:
+		dst = appendDigits(dst, ns, 9)
+	}
+	return append(dst, 'Z')
+}
+
+// appendDateTime appends the UTC time t as YYYY-MM-DDTHH:MM:SS, the part
+// before the fraction that both time layouts share; it appends nothing and
+// reports false for a year outside 0000-9999.
+func appendDateTime(dst []byte, t time.Time) ([]byte, bool) {
 	year, month, day := t.Date()
 	if year < 0 || year > 9999 {
-		return t.AppendFormat(dst, time.RFC3339Nano)
+		return dst, false
 	}
 	hour, minute, sec := t.Clock()
 	dst = appendDigits(dst, year, 4)
@@ -1454,17 +1475,7 @@ func appendEventTime(dst []byte, t time.Time) []byte {
 	dst = appendDigits(dst, minute, 2)
 	dst = append(dst, ':')
 	dst = appendDigits(dst, sec, 2)
-	dst = append(dst, '.')
-	ns := t.Nanosecond()
-	switch {
-	case ns%1e6 == 0:
-		dst = appendDigits(dst, ns/1e6, 3)
-	case ns%1e3 == 0:
-		dst = appendDigits(dst, ns/1e3, 6)
-	default:
-		dst = appendDigits(dst, ns, 9)
-	}
-	return append(dst, 'Z')
+	return dst, true
 }
 
 // appendDigits appends v, which is not negative, zero-padded to width.

@@ -49,22 +49,10 @@ func AppendRecordJSON(dst []byte, r *Record) []byte {
 // a whole second), without going through the layout interpreter.
 func appendRFC3339Nano(dst []byte, t time.Time) []byte {
 	t = t.UTC()
-	year, month, day := t.Date()
-	if year < 0 || year > 9999 {
+	dst, ok := appendDateTime(dst, t)
+	if !ok {
 		return t.AppendFormat(dst, time.RFC3339Nano)
 	}
-	hour, minute, sec := t.Clock()
-	dst = appendDigits(dst, year, 4)
-	dst = append(dst, '-')
-	dst = appendDigits(dst, int(month), 2)
-	dst = append(dst, '-')
-	dst = appendDigits(dst, day, 2)
-	dst = append(dst, 'T')
-	dst = appendDigits(dst, hour, 2)
-	dst = append(dst, ':')
-	dst = appendDigits(dst, minute, 2)
-	dst = append(dst, ':')
-	dst = appendDigits(dst, sec, 2)
 	if ns := t.Nanosecond(); ns != 0 {
 		width := 9
 		for ns%10 == 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/IBM/sarama"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
@@ -42,18 +43,28 @@ func OpenSink(cfg SinkConfig) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	pub, err := openPublisher(cfg, "sink")
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{topic: cfg.Topic, pub: pub}, nil
+}
+
+// openPublisher connects the Publisher of a sink or dead-letter output
+// (kind names it in logs and errors).
+func openPublisher(cfg SinkConfig, kind string) (*Publisher, error) {
 	pub, err := NewPublisher(PublisherConfig{
 		ClientConfig: cfg.ClientConfig,
 		Acks:         cfg.Acks,
 		Compression:  cfg.Compression,
 		BatchSize:    cfg.BatchSize,
 		RetryTimeout: cfg.RetryTimeout.D(),
-		Logger:       slog.Default().With("sink", "kafka", "topic", cfg.Topic),
+		Logger:       slog.Default().With(kind, "kafka", "topic", cfg.Topic),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %s: %w", cfg.Topic, err)
+		return nil, fmt.Errorf("kafka %s %s: %w", strings.ReplaceAll(kind, "_", " "), cfg.Topic, err)
 	}
-	return &Sink{topic: cfg.Topic, pub: pub}, nil
+	return pub, nil
 }
 
 // Write hands the records to the background sender: key = record key,
@@ -120,16 +131,9 @@ func OpenDeadLetter(cfg DeadLetterConfig) (*DeadLetterSink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	pub, err := NewPublisher(PublisherConfig{
-		ClientConfig: cfg.ClientConfig,
-		Acks:         cfg.Acks,
-		Compression:  cfg.Compression,
-		BatchSize:    cfg.BatchSize,
-		RetryTimeout: cfg.RetryTimeout.D(),
-		Logger:       slog.Default().With("dead_letter", "kafka", "topic", cfg.Topic),
-	})
+	pub, err := openPublisher(cfg, "dead_letter")
 	if err != nil {
-		return nil, fmt.Errorf("kafka dead letter %s: %w", cfg.Topic, err)
+		return nil, err
 	}
 	return &DeadLetterSink{topic: cfg.Topic, pub: pub}, nil
 }
