@@ -289,6 +289,18 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 		}
 		out[int32(p)] = off
 	}
+	// The operators behind an exchange start from the lowest committed
+	// watermark of every partition, as at the start of a run: a partition's
+	// own watermark may be ahead of the others', and their events that it
+	// has not seen yet would be taken for late.
+	low := maxTime
+	for p := range rt.nparts {
+		wm, ok := wms[p]
+		if !ok {
+			wm = minTime
+		}
+		low = min(low, wm)
+	}
 	err = rt.checkpointStopped(func() error {
 		for _, p := range parts {
 			off := out[int32(p)]
@@ -304,7 +316,7 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 			if !ok {
 				wm = minTime
 			}
-			if err := rt.onWorker(p, func(w *worker) error { return w.reopen(wm) }); err != nil {
+			if err := rt.onWorker(p, func(w *worker) error { return w.reopen(wm, low) }); err != nil {
 				return err
 			}
 			g.owned[p] = true
@@ -390,8 +402,9 @@ func (w *worker) park() {
 
 // reopen makes the partition this process's again: a fresh state handle
 // over what the store holds (restored from the changelog if need be) and
-// fresh operator instances, from watermark wm.
-func (w *worker) reopen(wm int64) error {
+// fresh operator instances, from watermark wm, or low (a lower bound of
+// every partition's watermark) for the operators behind an exchange.
+func (w *worker) reopen(wm, low int64) error {
 	if !w.parked {
 		w.park()
 	}
@@ -404,7 +417,7 @@ func (w *worker) reopen(wm int64) error {
 	}
 	// Operators behind an exchange assume nothing of the other partitions
 	// until these report their watermarks again.
-	if err := w.openOperators(wm, minTime); err != nil {
+	if err := w.openOperators(wm, min(wm, low), minTime); err != nil {
 		w.park()
 		return err
 	}

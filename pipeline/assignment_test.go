@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +213,87 @@ func TestGroupSourceExchangesNeedEveryPartition(t *testing.T) {
 		if assignErr == nil || !strings.Contains(assignErr.Error(), "exchanges") || runErr == nil {
 			t.Errorf("assigning %v of 2 partitions: %v; run: %v; want both to fail naming the exchanges", tc.splits, assignErr, runErr)
 		}
+	}
+}
+
+// wmProbeOp is behind an exchange (every event goes to the partition of
+// key) and counts the events that reach it behind its watermark.
+type wmProbeOp struct {
+	key    string
+	behind *atomic.Int64
+}
+
+func (o *wmProbeOp) Open(*OpenContext) error { return nil }
+
+func (o *wmProbeOp) GroupKey(*Event) (string, bool) { return o.key, true }
+
+func (o *wmProbeOp) OnEvent(c *Context, _ *Event) error {
+	if c.TimeNanos() <= c.WatermarkNanos() {
+		o.behind.Add(1)
+	}
+	return nil
+}
+
+// TestGroupSourceReassignedExchangeWatermark: when partitions are taken
+// back, an operator behind an exchange does not start from its own
+// partition's committed watermark, which may be ahead of another
+// partition's: the events the other partition has yet to send it are not
+// behind its watermark.
+func TestGroupSourceReassignedExchangeWatermark(t *testing.T) {
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprint("k", i); PartitionOf(k, 2) == 0 {
+			key = k
+		}
+	}
+	at := func(split int32, off int64, ts time.Time) []Message {
+		e := &Event{EventID: fmt.Sprintf("e-%d-%d", split, off), Type: "page_viewed", UserID: "u", Timestamp: ts}
+		return []Message{{Offset: off, Event: e}}
+	}
+	base := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	script := func(d Deliverer) error {
+		reb := d.(Rebalancer)
+		if _, err := reb.Assign([]int32{0, 1}); err != nil {
+			return err
+		}
+		// Partition 0's watermark runs half an hour ahead of partition 1's.
+		if err := d.Deliver(0, at(0, 0, base.Add(30*time.Minute))); err != nil {
+			return err
+		}
+		if err := d.Deliver(1, at(1, 0, base)); err != nil {
+			return err
+		}
+		if err := reb.Revoke([]int32{0, 1}); err != nil {
+			return err
+		}
+		if _, err := reb.Assign([]int32{0, 1}); err != nil {
+			return err
+		}
+		// Ahead of partition 1's watermark, behind partition 0's.
+		return d.Deliver(1, at(1, 1, base.Add(5*time.Minute)))
+	}
+	var behind atomic.Int64
+	cl := &fakeChangelog{changed: map[int32]int{}}
+	b := NewBuilder("group-exchange-wm", WithPartitions(2), WithStateDir(t.TempDir()),
+		WithCheckpointInterval(time.Hour), WithMaxOutOfOrderness(time.Second))
+	b.Source("test_group_source", groupTestConfig{script: script, cl: cl})
+	b.Custom("probe", func() Operator { return &wmProbeOp{key: key, behind: &behind} })
+	b.Sink("out", "test_spec_sink", nil, "probe")
+	plan, err := b.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.EventsIn != 3 {
+		t.Fatalf("%d events in, want 3", st.EventsIn)
+	}
+	if n := behind.Load(); n != 0 {
+		t.Errorf("%d events reached the operator behind the exchange at or behind its watermark, want 0", n)
 	}
 }

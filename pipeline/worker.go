@@ -154,20 +154,31 @@ func newWorker(rt *engine, id int) (*worker, error) {
 	w.sentWM = make([][]int64, rt.nparts)
 	w.sinkSpans = make([][]span, len(rt.plan.Sinks))
 	w.lastCtrlID = make([]string, len(rt.plan.Sinks))
-	if err := w.openOperators(rt.restoredWM, rt.restoredWM); err != nil {
+	if err := w.openOperators(rt.restoredWM, rt.restoredWM, rt.restoredWM); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
 // openOperators makes and opens the partition's operator instances over
-// w.part, with wm as their watermark and exWM as what they assume of every
-// partition feeding them through an exchange.
-func (w *worker) openOperators(wm, exWM int64) error {
+// w.part, with wm as their watermark, or behindWM for an operator behind an
+// exchange (one that is fed through an exchange, or downstream of one: its
+// watermark depends on every partition's, not on this one's alone), and
+// exWM as what they assume of every partition feeding them through an
+// exchange.
+func (w *worker) openOperators(wm, behindWM, exWM int64) error {
 	rt, id := w.rt, w.id
 	w.ops, w.srcOps = nil, nil
+	behind := make([]bool, len(rt.plan.Operators))
 	for _, po := range rt.plan.Operators {
+		behind[po.Index] = po.Rekeyed
+		for _, i := range po.Inputs {
+			behind[po.Index] = behind[po.Index] || behind[i]
+		}
 		o := &opInstance{id: po.ID, planned: po, op: po.New(), wm: wm}
+		if behind[po.Index] {
+			o.wm = behindWM
+		}
 		o.logger = rt.logger.With("operator", po.ID, "partition", id)
 		o.onRecord, _ = o.op.(RecordHandler)
 		o.onTimer, _ = o.op.(TimerHandler)
