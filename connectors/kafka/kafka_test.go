@@ -30,6 +30,9 @@ func TestEndToEndEqualsFileRun(t *testing.T) {
 	if st.EventsIn != 20000 || st.DeadLetters != 0 {
 		t.Fatalf("stats: %+v", st)
 	}
+	if st.Late != 0 {
+		t.Errorf("%d events were dropped as late across the outage", st.Late)
+	}
 	sameRecords(t, topicRecords(t, brokers, k.name+"-out", 8), want)
 }
 
