@@ -151,8 +151,11 @@ const (
 // fired; a default exit shows as `not (<enter>)`. The record's time and
 // its `at` are the evaluation time. An event that changes no feature and
 // does not move the key's clock (below) is not evaluated: nothing could
-// change. (A segment whose enter and exit rules are true together moves
-// at every evaluation.) A rule that fails at run time (a modulo by zero)
+// change. Nor is one that changes no feature and moves the clock short of
+// the key's timer, when no days_since type has occurred and the key's
+// last evaluation moved nothing and failed nothing: the features keep
+// their values, so the rules their results. (A segment whose enter and
+// exit rules are true together moves at every evaluation.) A rule that fails at run time (a modulo by zero)
 // moves nothing; the error is returned, so the event goes to the
 // dead-letter output with it, counted all the same.
 //
@@ -591,14 +594,39 @@ func (o *segmentTransitioner) OnEvent(ctx *pipeline.Context, e *pipeline.Event) 
 	}
 	at := ctx.TimeNanos()
 	t := max(at, st.clock)
-	changed := o.add(st, e, at, t)
+	changed, featChanged := o.add(st, e, at, t)
 	if !changed && found && t == st.clock {
 		if at < ctx.WatermarkNanos() {
 			ctx.Late(e, "behind the watermark and changes no feature")
 		}
 		return nil
 	}
+	if !featChanged && found && o.steady(st, t) {
+		// An evaluation at t would see the feature values and memberships
+		// of the last one, which moved nothing and failed nothing: it would
+		// move nothing and keep the timer. Do the rest of it.
+		st.clock = t
+		st.prune(o.r, t)
+		o.states.Put(ctx.Key(), st)
+		return nil
+	}
 	return o.evaluate(ctx, st, t)
+}
+
+// steady reports whether every feature of the key has at t the value it
+// had at its last evaluation, and that evaluation moved nothing and failed
+// nothing, given that no event changed a feature since.
+func (o *segmentTransitioner) steady(st *segKeyState, t int64) bool {
+	if !st.settled || (st.timer != 0 && t >= st.timer) {
+		return false
+	}
+	// days_since changes with the clock once the type has occurred.
+	for _, last := range st.last {
+		if last != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *segmentTransitioner) OnTimer(ctx *pipeline.Context, tm pipeline.Timer) error {
@@ -607,14 +635,15 @@ func (o *segmentTransitioner) OnTimer(ctx *pipeline.Context, tm pipeline.Timer) 
 		return err
 	}
 	st.timer = 0 // it fired
+	st.settled = false
 	return o.evaluate(ctx, st, max(ctx.TimeNanos(), st.clock))
 }
 
 // add records event e (time at) in the key's state at clock t; it reports
-// whether any feature's data changed.
-func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t int64) bool {
+// whether the state changed, and whether any feature's data changed (the
+// end of a session alone is no feature's data).
+func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t int64) (changed, featChanged bool) {
 	r := o.r
-	changed := false
 	if u, ok := r.byType[e.Type]; ok {
 		for _, si := range u.series {
 			s := &r.series[si]
@@ -637,13 +666,15 @@ func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t int6
 			changed = true
 		}
 	}
+	featChanged = changed
 	// An event this old cannot change the start of a session in range.
 	if r.sessRange > 0 && at > t-r.sessRange-r.gap {
-		var ch bool
-		st.sessions, ch = segAddSession(st.sessions, at, r.gap, r.maxEntries)
-		changed = changed || ch
+		var ch segSessionChange
+		st.sessions, ch = segAddSessionChange(st.sessions, at, r.gap, r.maxEntries)
+		changed = changed || ch != segSessionsSame
+		featChanged = featChanged || ch == segSessionsStarts
 	}
-	return changed
+	return changed, featChanged
 }
 
 // evaluate runs the rules at time t, emits the moves, schedules the next
@@ -654,6 +685,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 	st.prune(r, t)
 	next := o.computeFeatures(st, t)
 	var firstErr error
+	moved := false
 	for i := range r.segments {
 		s := &r.segments[i]
 		bit := uint64(1) << i
@@ -684,6 +716,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 			typ = recordSegmentExited
 		}
 		st.member ^= bit
+		moved = true
 		ctx.EmitRecord(pipeline.Record{
 			Type: typ,
 			Time: pipeline.TimeFromNanos(t),
@@ -700,6 +733,7 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 		ctx.SetTimer(segEvalTimer, pipeline.TimeFromNanos(next))
 		st.timer = next
 	}
+	st.settled = !moved && firstErr == nil
 	o.states.Put(ctx.Key(), st)
 	return firstErr
 }
@@ -820,6 +854,11 @@ type segKeyState struct {
 	last []int64
 	// stale is set by the codec when it met state of other rules.
 	stale bool
+	// settled is set when the key's last evaluation in this process moved
+	// nothing and failed nothing, and no feature changed since: evaluated
+	// again with the same feature values, it would do the same. It is not
+	// stored: a decoded state is evaluated again.
+	settled bool
 }
 
 // newEnv returns an environment of the rules with every feature at 0: an
@@ -895,25 +934,40 @@ func segInsert(es []segEntry, at int64, v float64, maxEntries int) []segEntry {
 	return es
 }
 
+// segSessionChange is how adding an event changed a key's sessions.
+type segSessionChange uint8
+
+const (
+	segSessionsSame   segSessionChange = iota // no change
+	segSessionsEnd                            // the end of one session only
+	segSessionsStarts                         // the starts of the sessions
+)
+
 // segAddSession adds an event at time at to sorted, disjoint sessions; it
 // reports whether they changed.
 func segAddSession(ss []segSession, at, gap int64, maxEntries int) ([]segSession, bool) {
+	ss, ch := segAddSessionChange(ss, at, gap, maxEntries)
+	return ss, ch != segSessionsSame
+}
+
+// segAddSessionChange is segAddSession reporting how the sessions changed.
+func segAddSessionChange(ss []segSession, at, gap int64, maxEntries int) ([]segSession, segSessionChange) {
 	n := len(ss)
 	if n > 0 && at >= ss[n-1].start {
 		last := &ss[n-1]
 		switch {
 		case at <= last.end:
-			return ss, false
+			return ss, segSessionsSame
 		case at-last.end < gap:
 			last.end = at
-			return ss, true
+			return ss, segSessionsEnd
 		}
 		ss = append(ss, segSession{at, at})
 	} else {
 		// i is the first session that starts after at.
 		i, _ := slices.BinarySearchFunc(ss, at+1, cmpSessionStart)
 		if i > 0 && at <= ss[i-1].end {
-			return ss, false
+			return ss, segSessionsSame
 		}
 		joinPrev := i > 0 && at-ss[i-1].end < gap
 		joinNext := i < n && ss[i].start-at < gap
@@ -923,6 +977,7 @@ func segAddSession(ss []segSession, at, gap int64, maxEntries int) ([]segSession
 			ss = slices.Delete(ss, i, i+1)
 		case joinPrev:
 			ss[i-1].end = at
+			return ss, segSessionsEnd
 		case joinNext:
 			ss[i].start = at
 		default:
@@ -932,7 +987,7 @@ func segAddSession(ss []segSession, at, gap int64, maxEntries int) ([]segSession
 	if len(ss) > maxEntries {
 		ss = ss[:copy(ss, ss[1:])]
 	}
-	return ss, true
+	return ss, segSessionsStarts
 }
 
 // segStateCodec encodes a key's state in binary:
