@@ -247,32 +247,7 @@ func (c *Changelog) marker(p int, epoch int64) *sarama.ProducerMessage {
 // send sends msgs, sending again those that failed until all succeed or
 // the retry time passes (a broker restarting).
 func (c *Changelog) send(msgs []*sarama.ProducerMessage) error {
-	deadline := time.Now().Add(c.retryFor)
-	backoff := 100 * time.Millisecond
-	for {
-		err := c.producer.SendMessages(msgs)
-		if err == nil {
-			return nil
-		}
-		var perrs sarama.ProducerErrors
-		if !errors.As(err, &perrs) {
-			return fmt.Errorf("changelog %s: send: %w", c.topic, err)
-		}
-		failed := make([]*sarama.ProducerMessage, 0, len(perrs))
-		for _, pe := range perrs {
-			if !retriable(pe.Err) {
-				return fmt.Errorf("changelog %s: send: %w", c.topic, pe.Err)
-			}
-			failed = append(failed, pe.Msg)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("changelog %s: %d records still failing after %s: %w", c.topic, len(failed), c.retryFor, perrs[0].Err)
-		}
-		c.logger.Warn("changelog send failed; retrying", "records", len(failed), "err", perrs[0].Err, "in", backoff)
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 2*time.Second)
-		msgs = failed
-	}
+	return sendWithRetry(c.producer, msgs, c.retryFor, c.logger, "changelog send")
 }
 
 // change is a state key's value in a changelog (deleted: a tombstone).

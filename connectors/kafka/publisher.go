@@ -204,7 +204,7 @@ func (p *Publisher) sendLoop() {
 
 		var err error
 		if !broken {
-			err = p.sendWithRetry(batch)
+			err = sendWithRetry(p.producer, batch, p.retryFor, p.logger, "kafka publish")
 		}
 		clear(batch)
 		p.mu.Lock()
@@ -218,30 +218,31 @@ func (p *Publisher) sendLoop() {
 }
 
 // sendWithRetry sends msgs, sending again those that failed until they
-// all succeed or the retry timeout passes.
-func (p *Publisher) sendWithRetry(msgs []*sarama.ProducerMessage) error {
-	deadline := time.Now().Add(p.retryFor)
+// all succeed or retryFor passes (a broker restarting); errors that cannot
+// pass fail at once. what names the sender in errors and logs.
+func sendWithRetry(producer sarama.SyncProducer, msgs []*sarama.ProducerMessage, retryFor time.Duration, logger *slog.Logger, what string) error {
+	deadline := time.Now().Add(retryFor)
 	backoff := 100 * time.Millisecond
 	for {
-		err := p.producer.SendMessages(msgs)
+		err := producer.SendMessages(msgs)
 		if err == nil {
 			return nil
 		}
 		var perrs sarama.ProducerErrors
 		if !errors.As(err, &perrs) {
-			return fmt.Errorf("kafka publish: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		failed := make([]*sarama.ProducerMessage, 0, len(perrs))
 		for _, pe := range perrs {
 			if !retriable(pe.Err) {
-				return fmt.Errorf("kafka publish to %s: %w", pe.Msg.Topic, pe.Err)
+				return fmt.Errorf("%s to %s: %w", what, pe.Msg.Topic, pe.Err)
 			}
 			failed = append(failed, pe.Msg)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kafka publish: %d messages still failing after %s: %w", len(failed), p.retryFor, perrs[0].Err)
+			return fmt.Errorf("%s: %d messages still failing after %s: %w", what, len(failed), retryFor, perrs[0].Err)
 		}
-		p.logger.Warn("kafka publish failed; retrying", "messages", len(failed), "err", perrs[0].Err, "in", backoff)
+		logger.Warn(what+" failed; retrying", "messages", len(failed), "err", perrs[0].Err, "in", backoff)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)
 		msgs = failed
