@@ -9,45 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/state"
 )
 
 // RetailOperators is the operators block of examples/retail.yaml, which the
-// retail benchmark runs unchanged (a test checks that the two agree).
-const RetailOperators = `operators:
-  - id: consent
-    type: consent_filter
-    with: {purposes: [analytics]}
-  - id: sessions
-    type: sessionizer
-    inputs: [consent]
-    with: {gap: 30m}
-  - id: views_1h
-    type: window_counter
-    inputs: [consent]
-    with:
-      match: 'type == "product_viewed"'
-      group_by: product.id
-      size: 1h
-      spike: {ratio: 3, baseline_windows: 6, min_count: 20}
-  - id: segments
-    type: segment_transitioner
-    inputs: [consent]
-    with:
-      segments:
-        - name: high_value
-          enter: 'count("order_completed", "30d") >= 2'
-        - name: engaged
-          enter: 'sessions("7d") >= 3'
-          exit: 'sessions("7d") < 2'
-        - name: lapsed_browser
-          enter: 'count("product_viewed", "1d") >= 10 and count("product_added", "1d") == 0'
-  - id: abandonment
-    type: abandonment_detector
-    inputs: [consent]
-    with: {cart_timeout: 30m, browse_min_views: 3, browse_timeout: 30m, cooldown: 24h}
-`
+// retail benchmark runs unchanged.
+var RetailOperators = examples.Operators(examples.Retail)
 
 // retailSpec returns the retail benchmark's pipeline spec: the operators of
 // examples/retail.yaml (and its time settings) from the JSONL file input to

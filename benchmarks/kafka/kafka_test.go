@@ -33,6 +33,7 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/generator"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/examples"
 	_ "github.com/sluicehq/sluice/operators"
 	"github.com/sluicehq/sluice/pipeline"
 )
@@ -44,29 +45,7 @@ const (
 )
 
 // retailOperators are examples/retail-kafka.yaml's.
-const retailOperators = `operators:
-  - id: consent
-    type: consent_filter
-    with: {purposes: [analytics]}
-  - id: sessions
-    type: sessionizer
-    inputs: [consent]
-    with: {gap: 30m}
-  - id: segments
-    type: segment_transitioner
-    inputs: [consent]
-    with:
-      segments:
-        - name: high_value
-          enter: 'count("order_completed", "30d") >= 2'
-        - name: engaged
-          enter: 'sessions("7d") >= 3'
-          exit: 'sessions("7d") < 2'
-  - id: abandonment
-    type: abandonment_detector
-    inputs: [consent]
-    with: {cart_timeout: 30m, browse_min_views: 3, browse_timeout: 30m, cooldown: 24h}
-`
+var retailOperators = examples.Operators(examples.RetailKafka)
 
 func brokers(b *testing.B) []string {
 	if env := os.Getenv("SLUICE_KAFKA_BROKERS"); env != "" {
