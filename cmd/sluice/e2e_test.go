@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/state"
 )
@@ -315,11 +316,7 @@ func TestCrashRecovery(t *testing.T) {
 // and everything under dir.
 func retailSpec(t *testing.T, dir, events string) string {
 	t.Helper()
-	data, err := os.ReadFile("../../examples/retail.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := string(data)
+	spec := examples.Retail
 	for _, r := range [][2]string{
 		{"source: {type: generator, count: 200000, users: 5000, seed: 7}", fmt.Sprintf("source: {type: file, path: %q}", events)},
 		{"dir: .sluice/state/retail, checkpoint_interval: 1s", fmt.Sprintf("dir: %q, checkpoint_interval: 200ms", filepath.Join(dir, "state"))},
