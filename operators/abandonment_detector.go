@@ -423,9 +423,12 @@ func (s *abandonState) cartRecord() *cartAbandoned {
 	return r
 }
 
-// browseRecord returns the payload of a browse_abandoned record.
+// browseRecord returns the payload of a browse_abandoned record, which
+// takes the session's views (sorting them) and leaves none: the browse
+// session ends with its record.
 func (s *abandonState) browseRecord() *browseAbandoned {
-	r := &browseAbandoned{products: slices.Clone(s.views), count: s.viewCount}
+	r := &browseAbandoned{products: s.views, count: s.viewCount}
+	s.views = nil
 	slices.SortFunc(r.products, func(x, y productViews) int {
 		if x.n != y.n {
 			if x.n > y.n {

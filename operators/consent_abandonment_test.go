@@ -26,9 +26,9 @@ func TestConsentCodec(t *testing.T) {
 		{known: 0b101, granted: 0b100, at: [maxConsentPurposes]int64{-5, 0, math.MaxInt64}},
 		{known: 0xff, granted: 0x7f, at: [maxConsentPurposes]int64{1, 2, 3, 4, 5, 6, 7, math.MinInt64}},
 	} {
-		enc := consentCodec{}.Append(nil, s)
+		enc := consentCodec{}.Append(nil, &s)
 		got, err := consentCodec{}.Decode(enc)
-		if err != nil || got != s {
+		if err != nil || *got != s {
 			t.Errorf("Decode(Append(%+v)) = %+v, %v", s, got, err)
 		}
 	}
@@ -68,6 +68,50 @@ func TestAbandonCodec(t *testing.T) {
 	}
 	if _, err := (abandonCodec{}).Decode([]byte{0x80}); err == nil {
 		t.Error("Decode of unknown flags succeeded")
+	}
+}
+
+// A browse_abandoned record owns the views it lists: the key's next browse
+// session, on the same products, leaves a record kept from the first one
+// as it was.
+func TestBrowseAbandonedKeepsItsViews(t *testing.T) {
+	plan, err := planOf(t, "abandonment_detector", "{browse_timeout: 30m, browse_min_views: 3, cooldown: 0}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pipeline.NewHarness(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	at := pipelinetest.BaseDay.Add(10 * time.Hour)
+	browse := func(start time.Time, products ...string) {
+		events := make([]pipeline.Event, len(products))
+		for i, p := range products {
+			events[i] = pipeline.Event{
+				EventID: fmt.Sprintf("e%d-%d", start.Unix(), i), Type: "product_viewed", UserID: "u1",
+				Timestamp: start.Add(time.Duration(i) * time.Minute), Product: pipeline.Product{ID: p},
+			}
+		}
+		h.Process(events...)
+		h.AdvanceWatermark(start.Add(2 * time.Hour))
+	}
+	browse(at, "p1", "p2", "p2", "p3")
+	first := h.Records()
+	if len(first) != 1 || first[0].Type != "browse_abandoned" {
+		t.Fatalf("first session: %+v, want one browse_abandoned", first)
+	}
+	want := `{"products":[{"product_id":"p2","views":2},{"product_id":"p1","views":1},{"product_id":"p3","views":1}],"view_count":4}`
+	enc := func() string { return string(first[0].Data.(pipeline.JSONAppender).AppendJSON(nil)) }
+	if got := enc(); got != want {
+		t.Fatalf("first record: %s, want %s", got, want)
+	}
+	browse(at.Add(3*time.Hour), "p3", "p3", "p3", "p1", "p4")
+	if second := h.Records(); len(second) != 1 || second[0].Type != "browse_abandoned" {
+		t.Fatalf("second session: %+v, want one browse_abandoned", second)
+	}
+	if got := enc(); got != want {
+		t.Errorf("first record after the second session: %s, want %s", got, want)
 	}
 }
 

@@ -124,13 +124,15 @@ var dropReasonNames = [numDropReasons]string{"no_consent", "not_granted", "conse
 type consentFilter struct {
 	purposes []string
 	all      uint8
-	consent  *state.Value[consentState]
+	consent  *state.Value[*consentState]
 	dropped  [numDropReasons]int64
 }
 
 // consentState is the consent on record for a key: bit i of known is set
 // when purpose i has a statement, bit i of granted when that statement is
-// a grant, and at[i] is the statement's event time (Unix nanos).
+// a grant, and at[i] is the statement's event time (Unix nanos). The table
+// holds a pointer, so that reading it copies nothing and a statement
+// updates it in place.
 type consentState struct {
 	known, granted uint8
 	at             [maxConsentPurposes]int64
@@ -138,7 +140,7 @@ type consentState struct {
 
 func (c *consentFilter) Open(oc *pipeline.OpenContext) error {
 	c.all = uint8(1<<len(c.purposes) - 1)
-	c.consent = pipeline.NewValue(oc, "consent", state.Codec[consentState](consentCodec{}))
+	c.consent = pipeline.NewValue(oc, "consent", state.Codec[*consentState](consentCodec{}))
 	return nil
 }
 
@@ -151,13 +153,13 @@ func (c *consentFilter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 	}
 	st, _, err := c.consent.Get(key)
 	if err != nil {
-		return fmt.Errorf("consent_filter: %w", err)
+		return fmt.Errorf("consent_filter: read consent of the key: %w", err)
 	}
 	deniedHere := false
-	if e.Consent != nil {
+	if len(e.Consent) > 0 {
 		t := e.Timestamp.UnixNano()
-		orig := st
 		var withdrawn uint8
+		changed := false
 		for i, p := range c.purposes {
 			g, ok := e.Consent[p]
 			if !ok {
@@ -165,12 +167,18 @@ func (c *consentFilter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 			}
 			deniedHere = deniedHere || !g
 			bit := uint8(1) << i
-			if st.known&bit != 0 {
+			if st == nil {
+				st = &consentState{}
+			} else if st.known&bit != 0 {
 				if t < st.at[i] {
 					continue // older than the statement on record
 				}
-				if st.granted&bit != 0 && !g {
+				was := st.granted&bit != 0
+				if was && !g {
 					withdrawn |= bit
+				}
+				if t == st.at[i] && was == g {
+					continue // the statement on record, restated
 				}
 			}
 			st.known |= bit
@@ -180,8 +188,9 @@ func (c *consentFilter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 				st.granted &^= bit
 			}
 			st.at[i] = t
+			changed = true
 		}
-		if st != orig {
+		if changed {
 			c.consent.Put(key, st)
 		}
 		if withdrawn != 0 {
@@ -191,10 +200,10 @@ func (c *consentFilter) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error 
 		}
 	}
 	switch {
+	case st == nil || st.known == 0:
+		c.dropped[dropNoConsent]++
 	case st.granted == c.all && !deniedHere:
 		ctx.Forward(e)
-	case st.known == 0:
-		c.dropped[dropNoConsent]++
 	default:
 		c.dropped[dropNotGranted]++
 	}
@@ -231,7 +240,7 @@ func (c *consentFilter) Dropped() map[string]int64 {
 // the zig-zag varint event time of each known purpose in purpose order.
 type consentCodec struct{}
 
-func (consentCodec) Append(dst []byte, s consentState) []byte {
+func (consentCodec) Append(dst []byte, s *consentState) []byte {
 	dst = append(dst, s.known, s.granted)
 	for i := range maxConsentPurposes {
 		if s.known&(1<<i) != 0 {
@@ -241,14 +250,13 @@ func (consentCodec) Append(dst []byte, s consentState) []byte {
 	return dst
 }
 
-func (consentCodec) Decode(src []byte) (consentState, error) {
-	var s consentState
+func (consentCodec) Decode(src []byte) (*consentState, error) {
 	if len(src) < 2 {
-		return s, fmt.Errorf("consent state: %d bytes, want at least 2", len(src))
+		return nil, fmt.Errorf("consent state: %d bytes, want at least 2", len(src))
 	}
-	s.known, s.granted = src[0], src[1]
+	s := &consentState{known: src[0], granted: src[1]}
 	if s.granted&^s.known != 0 {
-		return s, errors.New("consent state: granted purpose without a statement")
+		return nil, errors.New("consent state: granted purpose without a statement")
 	}
 	src = src[2:]
 	for i := range maxConsentPurposes {
@@ -257,12 +265,12 @@ func (consentCodec) Decode(src []byte) (consentState, error) {
 		}
 		v, n := binary.Varint(src)
 		if n <= 0 {
-			return s, fmt.Errorf("consent state: malformed time of purpose %d", i)
+			return nil, fmt.Errorf("consent state: malformed time of purpose %d", i)
 		}
 		s.at[i], src = v, src[n:]
 	}
 	if len(src) != 0 {
-		return s, fmt.Errorf("consent state: %d trailing bytes (%d purposes)", len(src), bits.OnesCount8(s.known))
+		return nil, fmt.Errorf("consent state: %d trailing bytes (%d purposes)", len(src), bits.OnesCount8(s.known))
 	}
 	return s, nil
 }

@@ -25,8 +25,8 @@ const (
 	// RecordSessionUpdated is emitted, with emit_updates, after each event a
 	// session takes, with the session's current summary as data.
 	RecordSessionUpdated = "session_updated"
-	// RecordSessionEnded is emitted when a session ends, with its summary
-	// (SessionSummary) as data.
+	// RecordSessionEnded is emitted when a session ends, with the ended
+	// session (*EndedSession, encoded as its SessionSummary) as data.
 	RecordSessionEnded = "session_ended"
 )
 
@@ -40,8 +40,10 @@ const SessionStateTable = "session"
 const (
 	// sessionTimerEnd fires at the open session's last event + gap.
 	sessionTimerEnd = "end"
-	// sessionTimerForget fires when the ended-session marker of a key is no
-	// longer needed to recognise late events.
+	// sessionTimerForget is set, when a session ends, at its end + gap: while
+	// it is pending it marks the end of the key's last ended session (its
+	// time minus gap), before which the key's events are late. It does
+	// nothing when it fires.
 	sessionTimerForget = "forget"
 )
 
@@ -118,16 +120,16 @@ func init() {
 // open session's start that would make it longer than max_duration.
 //
 // State per key: the open Session (table SessionStateTable, readable by a
-// query API) and, for gap after a session ended, the time it ended, to
-// recognise late events. Erasure needs nothing of the operator: the
-// runtime deletes both tables' entries and the timers of the key.
+// query API) and two timers: one at the open session's end, and, for gap
+// after a session ended, one that marks its end, to recognise late events
+// (timers stay in memory, so this costs no table and no read from disk).
+// If the pipeline restarts with another gap, an ended session's end reads
+// as its end + the old gap - the new gap. Erasure needs nothing of the
+// operator: the runtime deletes the key's table entry and timers.
 type sessionizer struct {
 	gap, maxDur int64 // nanoseconds
 	updates     bool
 	sessions    *state.Value[*Session]
-	// ended holds, per key, the end (Unix nanos) of the key's last ended
-	// session, kept for gap after it: events before it are late.
-	ended *state.Value[int64]
 	// names shares one copy of each event type and category name among
 	// the sessions of the partition.
 	names nameInterner
@@ -135,7 +137,6 @@ type sessionizer struct {
 
 func (s *sessionizer) Open(oc *pipeline.OpenContext) error {
 	s.sessions = pipeline.NewValue(oc, SessionStateTable, SessionCodec)
-	s.ended = pipeline.NewValue(oc, "ended", state.Int64Codec)
 	s.names = make(nameInterner)
 	return nil
 }
@@ -158,11 +159,7 @@ func (s *sessionizer) OnEvent(ctx *pipeline.Context, e *pipeline.Event) error {
 	// session, so the ended marker matters only for an event without an
 	// open session or before the open session's start.
 	if !open || at < sess.Start.UnixNano() {
-		ended, wasEnded, err := s.ended.Get(key)
-		if err != nil {
-			return fmt.Errorf("sessionizer: read ended session: %w", err)
-		}
-		if wasEnded && at < ended {
+		if forget, ok := ctx.TimerAt(sessionTimerForget); ok && at < forget.UnixNano()-s.gap {
 			ctx.Late(e, "its session has ended")
 			return nil
 		}
@@ -214,7 +211,7 @@ func (s *sessionizer) OnTimer(ctx *pipeline.Context, t pipeline.Timer) error {
 			s.end(ctx, sess, ctx.TimeNanos())
 		}
 	case sessionTimerForget:
-		s.ended.Delete(key)
+		// Its firing is the end of the ended-session marker.
 	}
 	return nil
 }
@@ -223,31 +220,63 @@ func (s *sessionizer) OnTimer(ctx *pipeline.Context, t pipeline.Timer) error {
 func (s *sessionizer) start(ctx *pipeline.Context, e *pipeline.Event) {
 	key, at := ctx.Key(), ctx.Time()
 	var digits [20]byte // the id in one allocation
-	sess := &Session{
-		ID:    key + ":" + string(strconv.AppendInt(digits[:0], at.UnixMilli(), 10)),
-		Start: at,
-		End:   at,
-	}
+	n := &newSession{}
+	sess := &n.Session
+	sess.ID = key + ":" + string(strconv.AppendInt(digits[:0], at.UnixMilli(), 10))
+	sess.Start, sess.End = at, at
+	sess.Counts, sess.CategoryViews = n.counts[:0], n.categories[:0]
 	sess.addNamed(e, at, s.names)
 	s.sessions.Put(key, sess)
 	ctx.SetTimer(sessionTimerEnd, at.Add(time.Duration(s.gap)))
-	ctx.Emit(RecordSessionStarted, &sessionStart{ID: sess.ID, Start: sess.Start, LandingPage: sess.LandingPage})
+	n.started = sessionStart{ID: sess.ID, Start: sess.Start, LandingPage: sess.LandingPage}
+	ctx.Emit(RecordSessionStarted, &n.started)
 	if s.updates {
 		sum := sess.Summary()
 		ctx.Emit(RecordSessionUpdated, &sum)
 	}
 }
 
+// newSession is a session as start makes it: one allocation holding the
+// Session, its session_started payload (a copy that later events do not
+// change) and room for its first counts and categories, which most
+// sessions never outgrow. It fits the 512-byte size class.
+type newSession struct {
+	Session
+	started    sessionStart
+	counts     [5]SessionNameCount
+	categories [2]SessionNameCount
+}
+
 // end emits session_ended at time at (Unix nanos), deletes the session and
-// remembers until at + gap that the key's events before at are late.
+// remembers until at + gap that the key's events before at are late. The
+// record's payload is the session itself: once deleted from the table,
+// nothing changes it again.
 func (s *sessionizer) end(ctx *pipeline.Context, sess *Session, at int64) {
 	key := ctx.Key()
-	sum := sess.Summary()
-	ctx.EmitRecord(pipeline.Record{Type: RecordSessionEnded, Time: pipeline.TimeFromNanos(at), Data: &sum})
+	ctx.EmitRecord(pipeline.Record{Type: RecordSessionEnded, Time: pipeline.TimeFromNanos(at), Data: (*EndedSession)(sess)})
 	s.sessions.Delete(key)
-	s.ended.Put(key, at)
 	ctx.SetTimer(sessionTimerForget, pipeline.TimeFromNanos(at+s.gap))
 }
+
+// EndedSession is the data of a session_ended record: the session that
+// ended, which its sessionizer no longer changes. Its JSON is that of the
+// session's SessionSummary, written straight from the session.
+type EndedSession Session
+
+// Summary returns the figures of the session (Session.Summary).
+func (s *EndedSession) Summary() SessionSummary { return (*Session)(s).Summary() }
+
+// AppendJSON appends the session's summary as SessionSummary.AppendJSON
+// does, without copying the session.
+func (s *EndedSession) AppendJSON(dst []byte) []byte {
+	var top [topCategoriesMax]string
+	var searches [8]string
+	sum := (*Session)(s).summary(top[:0], searches[:0])
+	return sum.AppendJSON(dst)
+}
+
+// MarshalJSON encodes the session's summary as AppendJSON does.
+func (s *EndedSession) MarshalJSON() ([]byte, error) { return s.AppendJSON(nil), nil }
 
 // Session is the live state of a key's open session, as the sessionizer
 // keeps it (table SessionStateTable, codec SessionCodec). Summary gives the
@@ -267,7 +296,8 @@ type Session struct {
 	// events, sorted.
 	ProductsViewed []string `json:"products_viewed"`
 	// CategoryViews is the number of product_viewed events per product
-	// category (events without one are not counted), sorted by category.
+	// category (events without one are not counted), sorted by category;
+	// empty or nil when there are none.
 	CategoryViews []SessionNameCount `json:"category_views"`
 	// Searches holds the queries of products_searched events in event-time
 	// order (arrival order among equal times).
@@ -324,10 +354,19 @@ func (s *Session) addNamed(e *pipeline.Event, at time.Time, names nameInterner) 
 	}
 	if url := e.Context.Page.URL; url != "" {
 		if s.LandingPage == "" || at.Before(s.LandingAt) {
-			s.LandingPage, s.LandingAt = strings.Clone(url), at
+			landing := s.ExitPage
+			if url != landing {
+				landing = strings.Clone(url)
+			}
+			s.LandingPage, s.LandingAt = landing, at
 		}
 		if s.ExitPage == "" || !at.Before(s.ExitAt) {
-			if url != s.ExitPage {
+			switch {
+			case url == s.ExitPage:
+				url = s.ExitPage // keep the session's own copy
+			case url == s.LandingPage:
+				url = s.LandingPage
+			default:
 				url = strings.Clone(url)
 			}
 			s.ExitPage, s.ExitAt = url, at
@@ -370,8 +409,20 @@ func (s *Session) addNamed(e *pipeline.Event, at time.Time, names nameInterner) 
 	}
 }
 
-// addCount adds one to name's count in counts, sorted by name.
+// addSessionCount adds one to name's count in counts, sorted by name.
+// Sessions hold few names, interned or static like event types, so a
+// linear scan that mostly compares lengths finds a name faster than a
+// binary search comparing bytes; past sessionCountScan names, and to
+// place a new name, it searches.
 func addSessionCount(counts []SessionNameCount, name string, names nameInterner) []SessionNameCount {
+	if len(counts) <= sessionCountScan {
+		for i := range counts {
+			if counts[i].Name == name {
+				counts[i].N++
+				return counts
+			}
+		}
+	}
 	i, found := slices.BinarySearchFunc(counts, name, func(c SessionNameCount, name string) int {
 		return strings.Compare(c.Name, name)
 	})
@@ -381,6 +432,9 @@ func addSessionCount(counts []SessionNameCount, name string, names nameInterner)
 	}
 	return slices.Insert(counts, i, SessionNameCount{Name: names.clone(name), N: 1})
 }
+
+// sessionCountScan is the most names addSessionCount scans linearly.
+const sessionCountScan = 16
 
 // maxInternedNames bounds a nameInterner.
 const maxInternedNames = 4096
@@ -427,13 +481,23 @@ const topCategoriesMax = 5
 // session_ended carry them. It copies what it needs: the summary stays
 // valid when the session changes.
 func (s *Session) Summary() SessionSummary {
+	sum := s.summary(nil, nil)
+	sum.Counts = slices.Clone(s.Counts)
+	return sum
+}
+
+// summary returns the figures of the session, sharing its Counts: it is
+// valid until the session changes. The top categories and searches go in
+// top and searches, empty slices whose room it uses when it suffices (the
+// fields stay nil when there are none).
+func (s *Session) summary(top, searches []string) SessionSummary {
 	sum := SessionSummary{
 		SessionID:      s.ID,
 		Start:          s.Start,
 		End:            s.End,
 		DurationS:      s.End.Sub(s.Start).Seconds(),
 		EventCount:     s.EventCount,
-		Counts:         slices.Clone(s.Counts),
+		Counts:         s.Counts,
 		ProductsViewed: len(s.ProductsViewed),
 		CartAdds:       s.CartAdds,
 		CartRemoves:    s.CartRemoves,
@@ -445,11 +509,11 @@ func (s *Session) Summary() SessionSummary {
 	}
 	// The top categories: most views first, ties by name. CategoryViews is
 	// sorted by name, so a category goes after those with as many views.
-	var top [topCategoriesMax]SessionNameCount
+	var best [topCategoriesMax]SessionNameCount
 	n := 0
 	for _, c := range s.CategoryViews {
 		i := n
-		for i > 0 && top[i-1].N < c.N {
+		for i > 0 && best[i-1].N < c.N {
 			i--
 		}
 		if i >= topCategoriesMax {
@@ -458,20 +522,26 @@ func (s *Session) Summary() SessionSummary {
 		if n < topCategoriesMax {
 			n++
 		}
-		copy(top[i+1:n], top[i:n-1])
-		top[i] = c
+		copy(best[i+1:n], best[i:n-1])
+		best[i] = c
 	}
 	if n > 0 {
-		sum.TopCategories = make([]string, n)
-		for i := range n {
-			sum.TopCategories[i] = top[i].Name
+		if cap(top) < n {
+			top = make([]string, 0, n)
 		}
+		for i := range n {
+			top = append(top, best[i].Name)
+		}
+		sum.TopCategories = top
 	}
 	if len(s.Searches) > 0 {
-		sum.Searches = make([]string, len(s.Searches))
-		for i, q := range s.Searches {
-			sum.Searches[i] = q.Query
+		if cap(searches) < len(s.Searches) {
+			searches = make([]string, 0, len(s.Searches))
 		}
+		for _, q := range s.Searches {
+			searches = append(searches, q.Query)
+		}
+		sum.Searches = searches
 	}
 	return sum
 }

@@ -94,7 +94,7 @@ operators:
 		case RecordSessionStarted:
 			started[r.Key] = true
 		case RecordSessionEnded:
-			s := r.Data.(*SessionSummary)
+			s := r.Data.(*EndedSession).Summary()
 			ours = append(ours, span{key: r.Key, start: s.Start, end: s.End, count: s.EventCount})
 			if want := r.Key + ":" + fmt.Sprint(s.Start.UnixMilli()); s.SessionID != want {
 				t.Errorf("session id %s, want %s (events come in order)", s.SessionID, want)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/pipeline/pipelinetest"
@@ -99,6 +100,106 @@ func TestSessionSummaryJSON(t *testing.T) {
 	}
 	if m, err := json.Marshal(&sum); err != nil || string(m) != string(js) {
 		t.Errorf("MarshalJSON differs from AppendJSON: %v\n%s\n%s", err, m, js)
+	}
+}
+
+// A session_ended record carries the ended session itself: it encodes as
+// the session's summary, including past the room the encoder keeps on its
+// stack (5 top categories, 8 searches), and a record kept after the key
+// has gone on to a new session still encodes as it did when emitted.
+func TestSessionEndedPayload(t *testing.T) {
+	plan, err := planOf(t, "sessionizer", "{gap: 30m}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pipeline.NewHarness(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	at := pipelinetest.BaseDay.Add(10 * time.Hour)
+	var events []pipeline.Event
+	add := func(e pipeline.Event) {
+		e.EventID, e.UserID = "e"+strconv.Itoa(len(events)), "u1"
+		e.Timestamp = at.Add(time.Duration(len(events)) * time.Second)
+		e.Context.Page.URL = "/page/" + strconv.Itoa(len(events)%3)
+		events = append(events, e)
+	}
+	for i := range 12 {
+		add(pipeline.Event{Type: "products_searched", Search: pipeline.Search{Query: "query " + strconv.Itoa(i)}})
+	}
+	for i := range 14 {
+		add(pipeline.Event{Type: "product_viewed", Product: pipeline.Product{ID: "p" + strconv.Itoa(i), Category: "c" + strconv.Itoa(i%7)}})
+	}
+	add(pipeline.Event{Type: "product_added", Product: pipeline.Product{ID: "p1", Price: 2.5, Quantity: 2}})
+	add(pipeline.Event{Type: "order_completed", Order: pipeline.Order{Revenue: 5}})
+	h.Process(events...)
+	last := events[len(events)-1].Timestamp
+	h.AdvanceWatermark(last.Add(30 * time.Minute))
+	var ended *EndedSession
+	for _, r := range h.Records() {
+		if r.Type == RecordSessionEnded {
+			ended = r.Data.(*EndedSession)
+		}
+	}
+	if ended == nil {
+		t.Fatal("no session_ended record")
+	}
+	sum := ended.Summary()
+	want := string(sum.AppendJSON(nil))
+	if got := string(ended.AppendJSON(nil)); got != want {
+		t.Fatalf("session_ended data:\n got %s\nwant %s", got, want)
+	}
+	if len(sum.TopCategories) != topCategoriesMax || len(sum.Searches) != 12 || sum.EventCount != len(events) {
+		t.Fatalf("summary %+v: want %d top categories, 12 searches, %d events", sum, topCategoriesMax, len(events))
+	}
+
+	// The key's next session changes nothing in the kept record.
+	next := events[:4:4]
+	for i := range next {
+		next[i].Timestamp = last.Add(time.Hour + time.Duration(i)*time.Second)
+	}
+	h.Process(next...)
+	h.AdvanceWatermark(last.Add(3 * time.Hour))
+	if n := len(h.Records()); n != 2 {
+		t.Fatalf("second session: %d records, want session_started and session_ended", n)
+	}
+	if got := string(ended.AppendJSON(nil)); got != want {
+		t.Errorf("kept session_ended data changed:\n got %s\nwant %s", got, want)
+	}
+	if js, err := json.Marshal(ended); err != nil || string(js) != want {
+		t.Errorf("MarshalJSON: %v\n%s", err, js)
+	}
+}
+
+// The session keeps its own copies of an event's strings, never the
+// event's (which share one allocation with the whole event), and reuses a
+// copy for a page it already holds.
+func TestSessionClonesEventStrings(t *testing.T) {
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	s := &Session{ID: "u1:0", Start: at, End: at}
+	event := func(url string) *pipeline.Event {
+		e := &pipeline.Event{Type: "product_viewed", Product: pipeline.Product{ID: string([]byte("p1")), Category: string([]byte("shoes"))}}
+		e.Context.Page.URL = url
+		return e
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	for i, url := range []string{"/p/1", "/p/1", "/p/2", "/p/1"} {
+		url = string([]byte(url)) // a string of the event's own
+		e := event(url)
+		s.add(e, at.Add(time.Duration(i)*time.Second))
+		for _, kept := range []string{s.LandingPage, s.ExitPage, s.ProductsViewed[0], s.CategoryViews[0].Name} {
+			if same(kept, url) || same(kept, e.Product.ID) || same(kept, e.Product.Category) {
+				t.Fatalf("event %d: the session keeps the event's string %q", i, kept)
+			}
+		}
+	}
+	if s.LandingPage != "/p/1" || s.ExitPage != "/p/1" || !same(s.LandingPage, s.ExitPage) {
+		t.Errorf("landing %q, exit %q: want /p/1 once", s.LandingPage, s.ExitPage)
+	}
+	// A new session is one allocation of at most 512 bytes (a size class).
+	if size := unsafe.Sizeof(newSession{}); unsafe.Sizeof(uintptr(0)) == 8 && size > 512 {
+		t.Errorf("newSession is %d bytes, more than 512", size)
 	}
 }
 
