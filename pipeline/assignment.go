@@ -44,8 +44,10 @@ type SourceBinding struct {
 	// Partitions is the number of pipeline partitions.
 	Partitions int
 	// Exchanges is true when some operator groups by another key than the
-	// event's (the plan has exchanges): then this process must own every
-	// partition, since exchanges do not cross processes.
+	// event's (the plan has exchanges). Then the exchanges cross processes
+	// through the source's repartition streams when it is a
+	// RepartitionSource and Bind returns a Changelog (every exchanged input
+	// goes through them); otherwise this process must own every partition.
 	Exchanges bool
 	// Logger is the run's logger.
 	Logger *slog.Logger
@@ -132,6 +134,9 @@ func (rt *engine) bindGroupSource() error {
 	}
 	g.enabled, g.changelog = true, cl
 	g.owned = make([]bool, rt.nparts)
+	if err := rt.bindRepartition(gs); err != nil {
+		return err
+	}
 	for _, w := range rt.workers {
 		w.park()
 	}
@@ -235,9 +240,9 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("assign: %w", err)
 	}
-	if g.exchanges && len(parts) > 0 && len(parts) < rt.nparts {
+	if g.exchanges && rt.rep == nil && len(parts) > 0 && len(parts) < rt.nparts {
 		err := fmt.Errorf("assign: this process got %d of the %d partitions, but the pipeline has exchanges "+
-			"(an operator groups by another key than the event's) and exchanges do not cross processes: "+
+			"(an operator groups by another key than the event's) and this source carries no exchanges between processes: "+
 			"run this pipeline in one process", len(parts), rt.nparts)
 		rt.fail(err)
 		return nil, err
@@ -301,6 +306,14 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 		}
 		low = min(low, wm)
 	}
+	// Each partition's repartition stream is read from after the offset
+	// its state reflects, by a reader of a new generation.
+	repAfter := make(map[int]int64, len(parts))
+	repGens := make(map[int]uint64, len(parts))
+	for _, p := range parts {
+		rt.repGen++
+		repGens[p] = rt.repGen
+	}
 	err = rt.checkpointStopped(func() error {
 		for _, p := range parts {
 			off := out[int32(p)]
@@ -316,7 +329,20 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 			if !ok {
 				wm = minTime
 			}
-			if err := rt.onWorker(p, func(w *worker) error { return w.reopen(wm, low) }); err != nil {
+			if err := rt.onWorker(p, func(w *worker) error {
+				if err := w.reopen(wm, low); err != nil {
+					return err
+				}
+				if rt.rep == nil {
+					return nil
+				}
+				if err := w.loadRemote(repGens[p]); err != nil {
+					w.park()
+					return err
+				}
+				repAfter[p] = w.x.offset
+				return nil
+			}); err != nil {
 				return err
 			}
 			g.owned[p] = true
@@ -337,6 +363,15 @@ func (rt *engine) Assign(splits []int32) (Offsets, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("assign: %w", err)
+	}
+	if rt.rep != nil {
+		for _, p := range parts {
+			if err := rt.startRepartition(p, repGens[p], repAfter[p]); err != nil {
+				err = fmt.Errorf("assign: %w", err)
+				rt.fail(err)
+				return nil, err
+			}
+		}
 	}
 	rt.logger.Info("partitions assigned", "partitions", parts)
 	return out, nil
@@ -360,6 +395,13 @@ func (rt *engine) Revoke(splits []int32) error {
 // revokeLocked parks parts after a checkpoint; g.mu is held.
 func (rt *engine) revokeLocked(parts []int) error {
 	g := &rt.grp
+	// The repartition readers stop first: what they delivered is in the
+	// checkpoint, and the next owner reads on from its offset.
+	if err := rt.stopRepartitionOf(parts); err != nil {
+		err = fmt.Errorf("revoke: %w", err)
+		rt.fail(err)
+		return err
+	}
 	err := rt.checkpointStopped(func() error {
 		for _, p := range parts {
 			g.owned[p] = false
@@ -432,8 +474,9 @@ func (w *worker) reopen(wm, low int64) error {
 }
 
 // discardInbox drops exchange input that reached a parked partition. It
-// cannot happen while exchanges stay within one process that owns every
-// partition (Assign enforces it), so it fails the run rather than lose
+// cannot happen while in-process exchanges stay within one process that
+// owns every partition (Assign enforces it; across processes exchanges go
+// through the repartition streams), so it fails the run rather than lose
 // input silently.
 func (w *worker) discardInbox() {
 	w.takeBuf = w.inbox.take(w.takeBuf[:0])

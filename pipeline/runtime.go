@@ -137,6 +137,15 @@ type engine struct {
 
 	// grp is what a GroupSource needs (assignment.go).
 	grp groupState
+	// rep carries the exchanges across processes when the source offers
+	// it (repartition.go); nil keeps them in-process.
+	rep Repartition
+	// repOn[p]: partition p's repartition stream is being read (guarded
+	// by grp.mu); repGen numbers the readers; repFinal[p]: partition p
+	// has the final watermark from every origin.
+	repOn    []bool
+	repGen   uint64
+	repFinal []atomic.Bool
 }
 
 // Runner runs a Plan: it owns the state store, the source, the sinks and
@@ -331,10 +340,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if rt.failed() == nil {
 		if bounded {
 			rt.sendFinal()
+			rt.waitRemoteFinal(ctx)
 		}
 		err = rt.checkpoint()
 	}
 	rt.endRebalancing()
+	rt.stopRepartition()
 	for _, w := range rt.workers {
 		close(w.in)
 	}
@@ -413,7 +424,7 @@ func (rt *engine) newInBatch() *inBatch {
 
 func (rt *engine) freeInBatch(b *inBatch) {
 	clear(b.events)
-	*b = inBatch{events: b.events[:0]}
+	*b = inBatch{events: b.events[:0], offsets: b.offsets[:0]}
 	rt.batchPool.Put(b)
 }
 
@@ -483,6 +494,7 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 			ss.pending[p] = b
 		}
 		b.events = append(b.events, *ev)
+		b.offsets = append(b.offsets, m.Offset)
 		ss.maxT = max(ss.maxT, ev.Timestamp.UnixNano())
 		accepted++
 	}
@@ -570,6 +582,13 @@ func (rt *engine) checkpoint() error {
 	if rt.dead != nil {
 		if err := rt.dead.Flush(); err != nil {
 			return fmt.Errorf("checkpoint: flush dead_letter: %w", err)
+		}
+	}
+	if rt.rep != nil {
+		// Exchange messages are outputs too: durable before the offsets
+		// of their causes commit.
+		if err := rt.rep.Flush(); err != nil {
+			return fmt.Errorf("checkpoint: flush repartition: %w", err)
 		}
 	}
 	ops, size := batch.Count(), batch.Len()
@@ -664,6 +683,15 @@ func (w *worker) run(tick time.Duration) {
 				w.atBarrier(b.barrier)
 				continue
 			}
+			if b.remote != nil {
+				w.processRemote(b.remote)
+				if !w.parked {
+					w.endRound()
+					w.noteRemoteFinal()
+				}
+				w.rt.freeInBatch(b)
+				continue
+			}
 			if w.parked {
 				w.rt.freeInBatch(b)
 				continue
@@ -671,6 +699,9 @@ func (w *worker) run(tick time.Duration) {
 			w.lastInput = w.clock.Now().UnixNano()
 			w.processSource(b)
 			w.endRound()
+			if w.rt.rep != nil {
+				w.noteRemoteFinal()
+			}
 			w.rt.freeInBatch(b)
 		case <-w.inbox.signal:
 			w.drainInbox()
@@ -713,6 +744,10 @@ func (w *worker) flushState(b *state.Batch) error {
 	}
 	if w.part.CachedEntries() > maxCachedEntries {
 		w.part.Evict()
+	}
+	if w.rt.rep != nil {
+		w.flushRemote(true)
+		w.saveRemote()
 	}
 	if err := w.part.Flush(b); err != nil {
 		return err

@@ -30,14 +30,18 @@ type opInstance struct {
 // partition, with the split's watermark after it.
 type inBatch struct {
 	events []Event
-	split  int32
-	wm     int64
+	// offsets[i] is the source offset of events[i].
+	offsets []int64
+	split   int32
+	wm      int64
 	// final marks the end of a bounded source: the watermark goes to
 	// +infinity.
 	final bool
 	// barrier, when set, makes the worker stop at this point for a
 	// checkpoint.
 	barrier *barrier
+	// remote, when set, is input from the partition's repartition stream.
+	remote *remoteBatch
 }
 
 // exchItem is one input routed through an exchange to the partition that
@@ -134,6 +138,10 @@ type worker struct {
 	recSlots []*Record
 	recDepth int
 
+	// x is the worker's side of the repartition streams, when exchanges
+	// cross processes (repartition.go).
+	x workerRep
+
 	// counters published to the runtime's stats at the end of each round.
 	nIn, nOut, nLate, nErr int64
 }
@@ -214,9 +222,13 @@ func (w *worker) processSource(b *inBatch) {
 	if len(b.events) > 0 {
 		w.lastInput = w.clock.Now().UnixNano()
 	}
+	remote := w.rt.rep != nil
 	for i := range b.events {
 		e := &b.events[i]
 		key := e.Key()
+		if remote && i < len(b.offsets) {
+			w.x.setCause(spaceSource, b.offsets[i])
+		}
 		for _, o := range w.srcOps {
 			if o.rekeyer != nil {
 				if gk, ok := o.rekeyer.GroupKey(e); ok {
@@ -412,6 +424,12 @@ func heapRecord(r *Record) *Record {
 // toExchange routes an input of operator o to the partition that owns key.
 // Inputs for this partition are processed at once.
 func (w *worker) toExchange(o *opInstance, key string, e *Event, r *Record) {
+	if w.rt.rep != nil {
+		// Across processes, every input goes through the repartition
+		// stream, also to this partition.
+		w.sendRemote(o, key, e, r)
+		return
+	}
 	p := PartitionOf(key, w.rt.nparts)
 	if p == w.id {
 		if e != nil {
@@ -472,7 +490,11 @@ func (w *worker) advanceWatermarks() {
 	for _, o := range w.ops {
 		wm := w.inputWM(o)
 		if o.exWM != nil {
-			o.exWM[w.id] = wm
+			if w.rt.rep == nil {
+				// Across processes this partition's watermark comes
+				// through the stream too, after its inputs.
+				o.exWM[w.id] = wm
+			}
 			wm = maxTime
 			for _, x := range o.exWM {
 				wm = min(wm, x)
@@ -538,7 +560,11 @@ func (w *worker) fire(o *opInstance, ft state.FiredTimer) {
 // exchange batches go out, outputs go to the sinks, counters to the stats.
 func (w *worker) endRound() {
 	w.advanceWatermarks()
-	w.flushExchange()
+	if w.rt.rep != nil {
+		w.flushRemote(false)
+	} else {
+		w.flushExchange()
+	}
 	w.flushSinks()
 	w.publish()
 }

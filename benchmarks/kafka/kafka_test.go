@@ -75,7 +75,7 @@ time: {max_out_of_orderness: 5s, idle_timeout: 24h}
 partitions: %d
 state: {dir: %q, checkpoint_interval: 1s, sync: never}
 %ssinks:
-  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, segments, abandonment]}
+  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, views_1h, segments, abandonment]}
 `, pname, q, events, pname, bounded, partitions, dir, retailOperators, q, out)
 }
 

@@ -28,9 +28,10 @@ func devCmd() *cobra.Command {
 		Use:   "kafka [PIPELINE.yaml...]",
 		Short: "Run a local Kafka-protocol broker (kfake) with the topics of the given pipelines",
 		Long: `Run a Kafka-protocol broker (franz-go's kfake) on 127.0.0.1 until SIGINT or
-SIGTERM, with the topics that the given pipelines use: the source topic and
-the state changelog topic (with the pipeline's partitions), the sinks' topics
-and the dead-letter topic. It is one in-process broker, for trying the Kafka
+SIGTERM, with the topics that the given pipelines use: the source topic, the
+state changelog topic and, for a pipeline with exchanges, the repartition
+topic (with the pipeline's partitions), the sinks' topics and the dead-letter
+topic. It is one in-process broker, for trying the Kafka
 path on a laptop: point the pipelines' brokers at it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var topics []kafka.Topic

@@ -40,8 +40,10 @@ func kafkaBrokers(t *testing.T) []string {
 	return []string{b.Addr()}
 }
 
-// kafkaCounterSpec is counterSpec's pipeline, plus a sessionizer (timers),
-// from and to Kafka, bounded; name names its topics and group.
+// kafkaCounterSpec is counterSpec's pipeline, plus a sessionizer (timers)
+// and a window counter by product behind an exchange (through the
+// repartition topic), from and to Kafka, bounded; name names its topics
+// and group.
 func kafkaCounterSpec(t *testing.T, dir, name string, brokers []string) string {
 	t.Helper()
 	b, _ := json.Marshal(brokers)
@@ -53,7 +55,7 @@ partitions: 4
 state: {dir: %[3]q, checkpoint_interval: 200ms}
 dead_letter: {type: kafka, brokers: %[2]s, topic: %[1]s-dead}
 %[4]ssinks:
-  - {id: out, type: kafka, brokers: %[2]s, topic: %[1]s-out, inputs: [all, views_per_user, sessions]}
+  - {id: out, type: kafka, brokers: %[2]s, topic: %[1]s-out, inputs: [all, views_per_user, sessions, views_1h]}
 `, name, b, filepath.Join(dir, "state"), counterOperators)
 	path := filepath.Join(dir, "pipeline.yaml")
 	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
@@ -87,6 +89,10 @@ const counterOperators = `operators:
   - id: sessions
     type: sessionizer
     with: {gap: 30m}
+  - id: views_1h
+    type: window_counter
+    inputs: [views]
+    with: {group_by: product.id, size: 1h, spike: {ratio: 2, baseline_windows: 3, min_count: 5}}
 `
 
 // fileCounterSpec is the same pipeline over a file.
@@ -99,7 +105,7 @@ time: {max_out_of_orderness: 5s, idle_timeout: 24h}
 partitions: 4
 state: {dir: %q, checkpoint_interval: 1s}
 %ssinks:
-  - {id: out, type: file, path: %q, inputs: [all, views_per_user, sessions]}
+  - {id: out, type: file, path: %q, inputs: [all, views_per_user, sessions, views_1h]}
 `, events, filepath.Join(dir, "state"), counterOperators, filepath.Join(dir, "out.jsonl"))
 	path := filepath.Join(dir, "pipeline.yaml")
 	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
@@ -117,6 +123,17 @@ func kafkaReference(t *testing.T, events, kafkaSpecPath string) (refDir string, 
 		t.Fatalf("reference run: %v\n%s", err, stderr)
 	}
 	want = readRecords(t, filepath.Join(refDir, "out.jsonl"))
+	types := map[string]int{}
+	for _, line := range want {
+		var r struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal([]byte(line), &r)
+		types[r.Type]++
+	}
+	if types["window_result"] == 0 || types["demand_spike"] == 0 {
+		t.Fatalf("the reference run emitted no records of the operator behind the exchange: %v", types)
+	}
 	in, err := os.Open(events)
 	if err != nil {
 		t.Fatal(err)

@@ -89,14 +89,15 @@ type Topic struct {
 	Name       string
 	Partitions int
 	Configs    map[string]string
-	// Role says what the pipeline does with it: source, changelog, sink
-	// <id> or dead_letter.
+	// Role says what the pipeline does with it: source, changelog,
+	// repartition, sink <id> or dead_letter.
 	Role string
 }
 
 // PipelineTopics returns the Kafka topics of a spec: its source topic and
-// changelog topic (with the spec's partitions), its sinks' topics and its
-// dead-letter topic.
+// changelog topic (with the spec's partitions), its repartition topic (with
+// the spec's partitions) when an operator groups by another key than the
+// event's, its sinks' topics and its dead-letter topic.
 func PipelineTopics(spec *pipeline.Spec) ([]Topic, error) {
 	parts := spec.Partitions
 	if parts <= 0 {
@@ -115,6 +116,11 @@ func PipelineTopics(spec *pipeline.Spec) ([]Topic, error) {
 		out = append(out,
 			Topic{Name: cfg.Topic, Partitions: parts, Role: "source"},
 			Topic{Name: changelog, Partitions: parts, Configs: ChangelogTopicConfig(), Role: "changelog"})
+		// A plan with exchanges sends them through a repartition topic.
+		// (A spec the planner refuses lists none: the run fails anyway.)
+		if plan, err := pipeline.NewPlan(spec); err == nil && hasExchanges(plan) {
+			out = append(out, Topic{Name: spec.Name + "-repartition", Partitions: parts, Role: "repartition"})
+		}
 	}
 	for _, s := range spec.Sinks {
 		if s.Type != "kafka" {
@@ -135,6 +141,15 @@ func PipelineTopics(spec *pipeline.Spec) ([]Topic, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Role < out[j].Role })
 	return out, nil
+}
+
+func hasExchanges(plan *pipeline.Plan) bool {
+	for _, po := range plan.Operators {
+		if po.Rekeyed {
+			return true
+		}
+	}
+	return false
 }
 
 // componentConfig decodes a component's settings as the planner does

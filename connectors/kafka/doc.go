@@ -11,5 +11,8 @@
 // pipeline partition p, whose state is committed with the partition's
 // offset in the local Pebble store and replicated to a compacted changelog
 // topic, from which a process that is assigned the partition restores it.
-// See README.md beside this file.
+// Exchanges (an operator grouping by another key than the event's) go
+// through a repartition topic with one partition per pipeline partition
+// (Repartition), read by the owner of each partition. See README.md beside
+// this file.
 package kafka

@@ -38,6 +38,10 @@ type Source struct {
 	nparts    int
 	client    sarama.Client
 	changelog *Changelog
+	// repTopic names the repartition topic (pipeline-repartition);
+	// repartition carries the exchanges once the runtime asked for it.
+	repTopic    string
+	repartition *Repartition
 
 	// The read loop buffers messages (holding mu briefly) and acknowledges
 	// them; the delivery loop hands the buffers to the pipeline (holding
@@ -117,12 +121,31 @@ func (s *Source) Bind(b pipeline.SourceBinding) (pipeline.Changelog, error) {
 	if s.changelog, err = OpenChangelog(s.cfg.ClientConfig, topic, s.nparts, s.logger); err != nil {
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
+	s.repTopic = b.Pipeline + "-repartition"
 	s.owned = make([]bool, s.nparts)
 	s.buf = make([][]pipeline.Message, s.nparts)
 	s.spare = make([][]pipeline.Message, s.nparts)
 	s.delivered = make([]int64, s.nparts)
 	s.kick, s.full, s.room = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)
 	return s.changelog, nil
+}
+
+// Repartition implements pipeline.RepartitionSource: the topic
+// <pipeline>-repartition, with one partition per pipeline partition,
+// carries the pipeline's exchanges between processes (created if missing).
+func (s *Source) Repartition() (pipeline.Repartition, error) {
+	if s.repartition != nil {
+		return s.repartition, nil
+	}
+	if s.repTopic == "" {
+		return nil, errors.New("kafka source: not bound")
+	}
+	rp, err := OpenRepartition(s.cfg.ClientConfig, s.repTopic, s.nparts, s.logger)
+	if err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	s.repartition = rp
+	return rp, nil
 }
 
 // Read consumes until ctx is done, or, when bounded, until every partition
@@ -485,6 +508,10 @@ func (s *Source) Close() error {
 		errs = append(errs, sub.Close())
 		cancel()
 	}
+	if s.repartition != nil {
+		errs = append(errs, s.repartition.Close())
+		s.repartition = nil
+	}
 	if s.changelog != nil {
 		errs = append(errs, s.changelog.Close())
 		s.changelog = nil
@@ -543,7 +570,7 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	return h.inner.ConsumeClaim(sess, claim)
 }
 
-var _ pipeline.GroupSource = (*Source)(nil)
+var _ pipeline.RepartitionSource = (*Source)(nil)
 
 // Config returns the source's settings, defaults applied.
 func (s *Source) Config() SourceConfig { return s.cfg }
