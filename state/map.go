@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -22,7 +23,7 @@ type field[V any] struct {
 
 // mapKey holds the cached fields of one key of a Map.
 type mapKey[V any] struct {
-	key    string
+	slot   *keySlot // of the key
 	fields map[string]*field[V]
 	// complete: fields holds every field of the key (absent ones may be
 	// left out), so a field not in it is absent.
@@ -43,13 +44,13 @@ type mapKey[V any] struct {
 // mutating it through a pointer.
 type Map[V any] struct {
 	p     *Partition
+	idx   int // table number in p
 	name  string
 	codec Codec[V]
 	ttl   int64
 	clock func() time.Time
 	mid   []byte // 00 m name 00: between key and field in raw keys
 
-	cache   map[string]*mapKey[V]
 	dirty   []*mapKey[V]
 	nfields int
 
@@ -70,7 +71,6 @@ func NewMap[V any](p *Partition, name string, codec Codec[V], opts ...TableOptio
 		name:  name,
 		codec: codec,
 		mid:   append(append([]byte{0, kindMap}, name...), 0),
-		cache: make(map[string]*mapKey[V]),
 	}
 	if to.ttl > 0 {
 		m.ttl, m.clock = int64(to.ttl), to.clock
@@ -78,7 +78,7 @@ func NewMap[V any](p *Partition, name string, codec Codec[V], opts ...TableOptio
 			m.clock = time.Now
 		}
 	}
-	p.register(name, m)
+	m.idx = p.register(name, m)
 	return m
 }
 
@@ -88,14 +88,20 @@ func (m *Map[V]) expired(f *field[V]) bool {
 	return m.ttl > 0 && m.now()-f.wtime >= m.ttl
 }
 
+// cached returns the table's mapKey in s, or nil.
+func (m *Map[V]) cached(s *keySlot) *mapKey[V] {
+	return (*mapKey[V])(s.entry(m.idx))
+}
+
 // keyFor returns the cached mapKey of key, creating it if needed.
 func (m *Map[V]) keyFor(key string) *mapKey[V] {
-	if mk := m.cache[key]; mk != nil {
+	s := m.p.slotFor(key)
+	if mk := m.cached(s); mk != nil {
 		return mk
 	}
-	mk := &mapKey[V]{key: strings.Clone(key), fields: make(map[string]*field[V])}
-	mk.complete = m.p.isErased(key)
-	m.cache[mk.key] = mk
+	// The fields of an absent key are all cached: none.
+	mk := &mapKey[V]{slot: s, fields: make(map[string]*field[V]), complete: s.absent}
+	m.p.setEntry(s, m.idx, unsafe.Pointer(mk))
 	return mk
 }
 
@@ -162,7 +168,10 @@ func (m *Map[V]) decode(raw []byte) (wtime int64, v V, err error) {
 // An absent or expired field reads as the zero value and false.
 func (m *Map[V]) Get(key, field string) (V, bool, error) {
 	var zero V
-	mk := m.cache[key]
+	var mk *mapKey[V]
+	if s := m.p.slot(key); s != nil {
+		mk = m.cached(s)
+	}
 	if mk != nil {
 		if f := mk.fields[field]; f != nil {
 			if f.present && m.expired(f) {
@@ -173,7 +182,7 @@ func (m *Map[V]) Get(key, field string) (V, bool, error) {
 	} else {
 		mk = m.keyFor(key)
 	}
-	if mk.complete || m.p.isErased(key) {
+	if mk.complete || mk.slot.absent {
 		return zero, false, nil
 	}
 	f := &fieldLoad[V]{}
@@ -257,8 +266,8 @@ func (m *Map[V]) Clear(key string) {
 // visited afterwards, a field added is not visited.
 func (m *Map[V]) Range(key string, fn func(field string, v V) bool) error {
 	mk := m.keyFor(key)
-	if !mk.complete && m.p.isErased(key) {
-		mk.complete = true // Pebble's fields are stale until the next Flush
+	if !mk.complete && mk.slot.absent {
+		mk.complete = true // Pebble's fields are stale, or will be when committed
 	}
 	if !mk.complete {
 		if err := m.loadAll(mk); err != nil {
@@ -299,7 +308,7 @@ func (m *Map[V]) Range(key string, fn func(field string, v V) bool) error {
 // loadAll reads every field of mk from Pebble into the cache; cached fields
 // win over Pebble's.
 func (m *Map[V]) loadAll(mk *mapKey[V]) error {
-	lower, upper := m.fieldRange(mk.key)
+	lower, upper := m.fieldRange(mk.slot.key)
 	it, err := m.p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
@@ -344,7 +353,7 @@ func (m *Map[V]) flush(b *pebble.Batch) error {
 		mk.dirty = false
 		if mk.cleared {
 			mk.cleared = false
-			lower, upper := m.fieldRange(mk.key)
+			lower, upper := m.fieldRange(mk.slot.key)
 			if err := b.DeleteRange(lower, upper, nil); err != nil {
 				return fmt.Errorf("map %q: %w", m.name, err)
 			}
@@ -352,7 +361,7 @@ func (m *Map[V]) flush(b *pebble.Batch) error {
 		for j, f := range mk.dirtyFields {
 			mk.dirtyFields[j] = nil
 			f.dirty = false
-			p.kbuf = m.appendFieldKey(p.kbuf[:0], mk.key, f.name)
+			p.kbuf = m.appendFieldKey(p.kbuf[:0], mk.slot.key, f.name)
 			if f.present {
 				p.vbuf = p.vbuf[:0]
 				if m.ttl > 0 {
@@ -382,38 +391,29 @@ func (m *Map[V]) flush(b *pebble.Batch) error {
 	return nil
 }
 
-func (m *Map[V]) erase(key string) {
-	if mk := m.cache[key]; mk != nil {
-		mk.dirty = false
+func (m *Map[V]) drop(x unsafe.Pointer) {
+	mk := (*mapKey[V])(x)
+	mk.dirty = false
+	m.nfields -= len(mk.fields)
+}
+
+func (m *Map[V]) evict(x unsafe.Pointer) bool {
+	mk := (*mapKey[V])(x)
+	if !mk.dirty {
 		m.nfields -= len(mk.fields)
-		delete(m.cache, key)
+		return false
 	}
-}
-
-func (m *Map[V]) markAbsent(key string) {
-	if m.cache[key] == nil {
-		m.cache[key] = &mapKey[V]{key: key, fields: make(map[string]*field[V]), complete: true}
+	if mk.cleared {
+		return true // Pebble still holds the fields Clear removed
 	}
-}
-
-func (m *Map[V]) evict() {
-	for k, mk := range m.cache {
-		if !mk.dirty {
-			m.nfields -= len(mk.fields)
-			delete(m.cache, k)
-			continue
+	for name, f := range mk.fields {
+		if !f.dirty {
+			delete(mk.fields, name)
+			m.nfields--
 		}
-		if mk.cleared {
-			continue // Pebble still holds the fields Clear removed
-		}
-		for name, f := range mk.fields {
-			if !f.dirty {
-				delete(mk.fields, name)
-				m.nfields--
-			}
-		}
-		mk.complete = false
 	}
+	mk.complete = false
+	return true
 }
 
 func (m *Map[V]) cachedEntries() int { return m.nfields }

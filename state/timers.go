@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,17 +21,19 @@ type FiredTimer struct {
 // fired or was deleted until the flush that deletes it from Pebble, so that
 // setting it again meanwhile writes one entry, not two.
 type timer struct {
-	key, name string
-	at        int64
-	domain    uint8
-	scheduled bool
-	dirty     bool
-	stored    bool   // Pebble holds it once the batch being built commits
-	seq       uint64 // changes at every (re)scheduling: older heap entries are stale
+	slot *keySlot // of the timer's key
+	ts   *Timers  // the timer's namespace
+	name string
+	at   int64
+	seq  uint64 // changes at every (re)scheduling: older heap entries are stale
 	// heapAt is the time of the timer's live heap entry: at most at. A
 	// timer moved later keeps its entry, which is pushed again at the
 	// timer's time when it reaches the top (see timerHeap.top).
-	heapAt int64
+	heapAt    int64
+	domain    uint8
+	scheduled bool
+	dirty     bool
+	stored    bool // Pebble holds it once the batch being built commits
 }
 
 // heapEntry is a timer's place in a heap. Removing a timer, or moving it
@@ -52,8 +55,8 @@ func (e heapEntry) before(f heapEntry) bool {
 	if e.at != f.at {
 		return e.at < f.at
 	}
-	if e.t.key != f.t.key {
-		return e.t.key < f.t.key
+	if e.t.slot.key != f.t.slot.key {
+		return e.t.slot.key < f.t.slot.key
 	}
 	return e.t.name < f.t.name
 }
@@ -68,12 +71,13 @@ type timerRecord struct {
 // Timers is a namespace of durable keyed timers: at most one timer per (key,
 // name), each with a time and a domain (event or processing time, as the
 // caller numbers them). All timers are kept in memory, in one min-heap per
-// domain (with lazy deletion) and by key; changes are written at the partition's next Flush. It
-// belongs to its Partition's goroutine.
+// domain (with lazy deletion) and by key, in the key's slot of the
+// partition (beside the key's table entries and its timers of the other
+// namespaces); changes are written at the partition's next Flush. It belongs
+// to its Partition's goroutine.
 type Timers struct {
 	p     *Partition
 	ns    string
-	byKey map[string][]*timer
 	heaps []timerHeap // by domain
 	dirty []*timer
 	n     int
@@ -113,10 +117,11 @@ func NewTimers(p *Partition, name string) (*Timers, error) {
 	if err := p.loadTimers(); err != nil {
 		return nil, fmt.Errorf("state: timers %q in partition %d: %w", name, p.id, err)
 	}
-	t := &Timers{p: p, ns: name, byKey: make(map[string][]*timer)}
+	t := &Timers{p: p, ns: name}
 	for _, r := range p.pendingTimers[name] {
-		tm := &timer{key: r.key, name: r.name, at: r.at, domain: r.domain, stored: true}
-		t.byKey[r.key] = append(t.byKey[r.key], tm)
+		s := p.slotFor(r.key)
+		tm := &timer{slot: s, ts: t, name: t.name(r.name), at: r.at, domain: r.domain, stored: true}
+		s.timers = append(s.timers, tm)
 		t.schedule(tm)
 	}
 	delete(p.pendingTimers, name)
@@ -150,8 +155,8 @@ func (p *Partition) loadTimers() error {
 			return fmt.Errorf("malformed timer entry (key %d bytes, value %d bytes)", len(k), len(v))
 		}
 		key := string(k[:i])
-		if p.isErased(key) {
-			continue
+		if s := p.slots[key]; s != nil && s.absent {
+			continue // erased: Pebble's timers of key are stale
 		}
 		ns := string(k[i+1 : j])
 		pending[ns] = append(pending[ns], timerRecord{key: key, name: string(k[j+1:]), at: getInt64(v), domain: v[8]})
@@ -164,12 +169,21 @@ func (p *Partition) loadTimers() error {
 	return nil
 }
 
-// find returns the timer (key, name), scheduled or not, or nil.
-func (t *Timers) find(key, name string) *timer {
-	for _, tm := range t.byKey[key] {
-		if tm.name == name {
+// find returns the timer name of the namespace in s, scheduled or not, or
+// nil.
+func (t *Timers) find(s *keySlot, name string) *timer {
+	for _, tm := range s.timers {
+		if tm.ts == t && tm.name == name {
 			return tm
 		}
+	}
+	return nil
+}
+
+// lookup returns the timer (key, name), scheduled or not, or nil.
+func (t *Timers) lookup(key, name string) *timer {
+	if s := t.p.slot(key); s != nil {
+		return t.find(s, name)
 	}
 	return nil
 }
@@ -188,6 +202,9 @@ func (t *Timers) schedule(tm *timer) {
 	tm.heapAt = tm.at
 	t.heap(tm.domain).push(heapEntry{at: tm.at, seq: tm.seq, t: tm})
 	t.n++
+	if tm.at < tm.slot.nextAt {
+		tm.slot.nextAt = tm.at
+	}
 }
 
 // unschedule takes tm off its heap, leaving a stale entry.
@@ -205,20 +222,19 @@ func (t *Timers) markDirty(tm *timer) {
 	}
 }
 
-// forget removes tm from its key's list.
+// forget removes tm from its key's slot, and the slot from the partition
+// if it is left empty.
 func (t *Timers) forget(tm *timer) {
-	list := t.byKey[tm.key]
-	for i, x := range list {
+	s := tm.slot
+	for i, x := range s.timers {
 		if x == tm {
-			list = append(list[:i], list[i+1:]...)
-			list[len(list):cap(list)][0] = nil
+			s.timers = append(s.timers[:i], s.timers[i+1:]...)
+			s.timers[len(s.timers):cap(s.timers)][0] = nil
 			break
 		}
 	}
-	if len(list) == 0 {
-		delete(t.byKey, tm.key)
-	} else {
-		t.byKey[tm.key] = list
+	if len(s.timers) == 0 {
+		t.p.dropIfEmpty(s)
 	}
 }
 
@@ -236,21 +252,19 @@ func (t *Timers) fire(tm *timer) {
 // Set sets the timer (key, name) to fire at at in domain; setting it again
 // moves it.
 func (t *Timers) Set(key, name string, at int64, domain uint8) {
-	tm := t.find(key, name)
+	s := t.p.slotFor(key)
+	tm := t.find(s, name)
 	switch {
 	case tm == nil:
-		tm = &timer{name: t.name(name)}
-		if list, ok := t.byKey[key]; ok {
-			tm.key = list[0].key
-			t.byKey[tm.key] = append(list, tm)
-		} else {
-			tm.key = strings.Clone(key)
-			t.byKey[tm.key] = []*timer{tm}
-		}
+		tm = &timer{slot: s, ts: t, name: t.name(name)}
+		s.timers = append(s.timers, tm)
 	case tm.scheduled && tm.at == at && tm.domain == domain:
 		return
 	case tm.scheduled && tm.domain == domain && at > tm.heapAt:
 		tm.at = at // a deferred move: its heap entry stays
+		if at < s.nextAt {
+			s.nextAt = at // moved earlier, yet after its heap entry
+		}
 		t.markDirty(tm)
 		return
 	case tm.scheduled:
@@ -263,14 +277,14 @@ func (t *Timers) Set(key, name string, at int64, domain uint8) {
 
 // Delete deletes the timer (key, name) if it exists.
 func (t *Timers) Delete(key, name string) {
-	if tm := t.find(key, name); tm != nil && tm.scheduled {
+	if tm := t.lookup(key, name); tm != nil && tm.scheduled {
 		t.fire(tm)
 	}
 }
 
 // Get returns the time and domain of the timer (key, name).
 func (t *Timers) Get(key, name string) (at int64, domain uint8, ok bool) {
-	if tm := t.find(key, name); tm != nil && tm.scheduled {
+	if tm := t.lookup(key, name); tm != nil && tm.scheduled {
 		return tm.at, tm.domain, true
 	}
 	return 0, 0, false
@@ -301,11 +315,11 @@ func (t *Timers) PopDue(domain uint8, upTo int64) (FiredTimer, bool) {
 		return FiredTimer{}, false
 	}
 	t.fire(tm)
-	return FiredTimer{Key: tm.key, Name: tm.name, At: tm.at, Domain: tm.domain}, true
+	return FiredTimer{Key: tm.slot.key, Name: tm.name, At: tm.at, Domain: tm.domain}, true
 }
 
 // PopDueForKey is PopDue restricted to the timers of key; it costs
-// O(timers of key).
+// O(timers of key), and one compare when none of them is due.
 func (t *Timers) PopDueForKey(key string, domain uint8, upTo int64) (FiredTimer, bool) {
 	// Every scheduled timer has a heap entry at or before its time, so when
 	// the earliest entry (live or stale) is later than upTo, no timer of
@@ -313,33 +327,34 @@ func (t *Timers) PopDueForKey(key string, domain uint8, upTo int64) (FiredTimer,
 	if int(domain) >= len(t.heaps) || len(t.heaps[domain].es) == 0 || t.heaps[domain].es[0].at > upTo {
 		return FiredTimer{}, false
 	}
+	s := t.p.slot(key)
+	if s == nil || s.nextAt > upTo {
+		return FiredTimer{}, false
+	}
 	var best *timer
-	for _, tm := range t.byKey[key] {
-		if tm.scheduled && tm.domain == domain && tm.at <= upTo &&
+	next := int64(math.MaxInt64)
+	for _, tm := range s.timers {
+		if !tm.scheduled {
+			continue
+		}
+		next = min(next, tm.at)
+		if tm.ts == t && tm.domain == domain && tm.at <= upTo &&
 			(best == nil || tm.at < best.at || (tm.at == best.at && tm.name < best.name)) {
 			best = tm
 		}
 	}
 	if best == nil {
+		// None due: the bound moves up to the key's earliest timer,
+		// which timers moved later since left behind.
+		s.nextAt = next
 		return FiredTimer{}, false
 	}
 	t.fire(best)
-	return FiredTimer{Key: best.key, Name: best.name, At: best.at, Domain: best.domain}, true
+	return FiredTimer{Key: s.key, Name: best.name, At: best.at, Domain: best.domain}, true
 }
 
 // Len returns the number of timers.
 func (t *Timers) Len() int { return t.n }
-
-// erase removes every timer of key (Pebble's go by range deletion).
-func (t *Timers) erase(key string) {
-	for _, tm := range t.byKey[key] {
-		if tm.scheduled {
-			t.unschedule(tm)
-		}
-		tm.dirty = false
-	}
-	delete(t.byKey, key)
-}
 
 func (t *Timers) flush(b *pebble.Batch) error {
 	p := t.p
@@ -349,7 +364,7 @@ func (t *Timers) flush(b *pebble.Batch) error {
 			continue // erased since
 		}
 		tm.dirty = false
-		p.kbuf = appendKeyStart(p.kbuf[:0], tagTimer, p.part, tm.key)
+		p.kbuf = appendKeyStart(p.kbuf[:0], tagTimer, p.part, tm.slot.key)
 		p.kbuf = append(p.kbuf, t.ns...)
 		p.kbuf = append(p.kbuf, 0)
 		p.kbuf = append(p.kbuf, tm.name...)

@@ -2,15 +2,15 @@ package state
 
 import (
 	"fmt"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // entry is a cached table entry.
 type entry[T any] struct {
-	key     string
+	slot    *keySlot // of the entry's key
 	val     T
 	wtime   int64 // write time (unix nanos) in tables with a TTL
 	present bool  // false: the key is known to be absent
@@ -26,18 +26,15 @@ type entry[T any] struct {
 // change is not marked dirty and never reaches Pebble.
 type Value[T any] struct {
 	p      *Partition
+	idx    int // table number in p
 	name   string
 	codec  Codec[T]
 	ttl    int64 // nanos; 0 means none
 	clock  func() time.Time
 	suffix []byte // 00 kind name: follows the key in raw keys
 
-	cache map[string]*entry[T]
 	dirty []*entry[T]
-	// last is the cache entry looked up last, or nil: an operator usually
-	// reads and then writes the same key, which then costs one map lookup.
-	// It is always in cache.
-	last *entry[T]
+	n     int // cached entries
 }
 
 // NewValue opens the value table name of partition p. Names are unique among
@@ -57,7 +54,6 @@ func newValue[T any](p *Partition, name string, kind byte, codec Codec[T], opts 
 		name:   name,
 		codec:  codec,
 		suffix: append([]byte{0, kind}, name...),
-		cache:  make(map[string]*entry[T]),
 	}
 	if to.ttl > 0 {
 		v.ttl, v.clock = int64(to.ttl), to.clock
@@ -65,12 +61,17 @@ func newValue[T any](p *Partition, name string, kind byte, codec Codec[T], opts 
 			v.clock = time.Now
 		}
 	}
-	p.register(name, v)
+	v.idx = p.register(name, v)
 	return v
 }
 
 // now returns the current time for TTLs.
 func (v *Value[T]) now() int64 { return v.clock().UnixNano() }
+
+// cached returns the table's entry in s, or nil.
+func (v *Value[T]) cached(s *keySlot) *entry[T] {
+	return (*entry[T])(s.entry(v.idx))
+}
 
 // Get returns the value of key: from the cache, else from Pebble (then
 // cached). An absent or expired key reads as the zero value and false.
@@ -85,25 +86,23 @@ func (v *Value[T]) Get(key string) (T, bool, error) {
 
 // lookup returns the cached entry of key, loading it on a miss.
 func (v *Value[T]) lookup(key string) (*entry[T], error) {
-	e := v.last
-	if e == nil || e.key != key {
-		e = v.cache[key]
-	}
-	if e != nil {
-		v.last = e
+	s := v.p.slot(key)
+	if s == nil {
+		s = v.p.newSlot(key)
+	} else if e := v.cached(s); e != nil {
 		if e.present && v.ttl > 0 && v.now()-e.wtime >= v.ttl {
 			v.setAbsent(e)
 		}
 		return e, nil
 	}
-	return v.load(key)
+	return v.load(s)
 }
 
-// load reads key from Pebble into the cache.
-func (v *Value[T]) load(key string) (*entry[T], error) {
-	e := &entry[T]{key: strings.Clone(key), stored: storedNo}
-	if !v.p.isErased(key) {
-		v.p.kbuf = append(v.p.appendKeyed(v.p.kbuf[:0], key), v.suffix...)
+// load reads the entry of s's key from Pebble into the cache.
+func (v *Value[T]) load(s *keySlot) (*entry[T], error) {
+	e := &entry[T]{slot: s, stored: storedNo}
+	if !s.absent {
+		v.p.kbuf = append(v.p.appendKeyed(v.p.kbuf[:0], s.key), v.suffix...)
 		err := v.p.get(v.p.kbuf, func(raw []byte, ok bool) error {
 			if !ok {
 				return nil
@@ -128,11 +127,12 @@ func (v *Value[T]) load(key string) (*entry[T], error) {
 			return nil
 		})
 		if err != nil {
+			v.p.dropIfEmpty(s)
 			return nil, fmt.Errorf("state: table %q: get: %w", v.name, err)
 		}
 	}
-	v.cache[e.key] = e
-	v.last = e
+	v.p.setEntry(s, v.idx, unsafe.Pointer(e))
+	v.n++
 	if e.dirty {
 		v.dirty = append(v.dirty, e)
 	}
@@ -142,19 +142,16 @@ func (v *Value[T]) load(key string) (*entry[T], error) {
 // entryFor returns the cached entry of key without reading Pebble, creating
 // it if needed.
 func (v *Value[T]) entryFor(key string) *entry[T] {
-	if e := v.last; e != nil && e.key == key {
+	s := v.p.slotFor(key)
+	if e := v.cached(s); e != nil {
 		return e
 	}
-	if e := v.cache[key]; e != nil {
-		v.last = e
-		return e
-	}
-	e := &entry[T]{key: strings.Clone(key)}
-	if v.p.isErased(key) {
+	e := &entry[T]{slot: s}
+	if s.absent {
 		e.stored = storedNo
 	}
-	v.cache[e.key] = e
-	v.last = e
+	v.p.setEntry(s, v.idx, unsafe.Pointer(e))
+	v.n++
 	return e
 }
 
@@ -199,7 +196,7 @@ func (v *Value[T]) flush(b *pebble.Batch) error {
 			continue // erased since
 		}
 		e.dirty = false
-		p.kbuf = append(p.appendKeyed(p.kbuf[:0], e.key), v.suffix...)
+		p.kbuf = append(p.appendKeyed(p.kbuf[:0], e.slot.key), v.suffix...)
 		if e.present {
 			p.vbuf = p.vbuf[:0]
 			if v.ttl > 0 {
@@ -221,32 +218,20 @@ func (v *Value[T]) flush(b *pebble.Batch) error {
 	return nil
 }
 
-func (v *Value[T]) erase(key string) {
-	if e := v.cache[key]; e != nil {
-		e.dirty = false
-		delete(v.cache, key)
-		if v.last == e {
-			v.last = nil
-		}
-	}
+func (v *Value[T]) drop(x unsafe.Pointer) {
+	(*entry[T])(x).dirty = false
+	v.n--
 }
 
-func (v *Value[T]) markAbsent(key string) {
-	if v.cache[key] == nil {
-		v.cache[key] = &entry[T]{key: key, stored: storedNo}
+func (v *Value[T]) evict(x unsafe.Pointer) bool {
+	if (*entry[T])(x).dirty {
+		return true
 	}
+	v.n--
+	return false
 }
 
-func (v *Value[T]) evict() {
-	v.last = nil
-	for k, e := range v.cache {
-		if !e.dirty {
-			delete(v.cache, k)
-		}
-	}
-}
-
-func (v *Value[T]) cachedEntries() int { return len(v.cache) }
+func (v *Value[T]) cachedEntries() int { return v.n }
 
 // Counter is a table holding an int64 per key; an absent key counts 0. It
 // belongs to its Partition's goroutine.
