@@ -48,6 +48,7 @@ func (b *Batch) Commit() error {
 	if err := b.b.Commit(b.db.writeOptions()); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
+	b.db.lastBatch.Store(int64(b.b.Len()))
 	return nil
 }
 

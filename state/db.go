@@ -18,6 +18,14 @@ import (
 // Pebble's default 8 MiB (DESIGN.md §5b).
 const defaultCacheSize = 64 << 20
 
+// memTableSize is the size of Pebble's memtables (Pebble's default is
+// 4 MiB). Every checkpoint rewrites the entries of the keys that changed,
+// mostly the same keys as the checkpoint before: a memtable that holds
+// several checkpoints drops the overwritten versions when it is flushed
+// instead of writing each one to L0 and compacting it away later (as
+// Flink's RocksDB backend, whose write buffers are 64 MiB too).
+const memTableSize = 64 << 20
+
 // maxPartition is the largest partition id.
 const maxPartition = math.MaxInt32
 
@@ -97,6 +105,8 @@ type DB struct {
 	mu     sync.Mutex
 	parts  map[int]*Partition
 	closed atomic.Bool
+	// lastBatch is the size in bytes of the last batch committed.
+	lastBatch atomic.Int64
 }
 
 // Open opens (creating if needed) the state store in dir.
@@ -114,6 +124,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		Cache:              cache,
 		Logger:             pebbleLogger{l: o.logger.With("component", "pebble")},
 		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       memTableSize,
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -187,9 +198,11 @@ func (db *DB) scanTag(tag byte, fn func(id uint32, v int64)) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
-// NewBatch starts an atomic commit.
+// NewBatch starts an atomic commit. The batch starts at the size of the
+// last one committed, so that a checkpoint's batch does not grow by
+// doubling, copying itself each time.
 func (db *DB) NewBatch() *Batch {
-	return &Batch{db: db, b: db.pdb.NewBatch()}
+	return &Batch{db: db, b: db.pdb.NewBatchWithSize(int(db.lastBatch.Load()))}
 }
 
 // Partition returns the handle of partition id, creating it on the first
