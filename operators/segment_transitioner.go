@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -143,99 +144,193 @@ const (
 // # Evaluation
 //
 // Rules are evaluated on every event of the key, after the event is
-// counted, and on the key's timer. A key starts outside every segment.
-// For a segment the key is outside of, a true enter rule moves it in; for
-// one it is in, a true exit rule (or a false enter rule when exit is not
-// set) moves it out; at most one move per segment and evaluation, in the
-// order of the segments. The record's rule is the source of the rule that
-// fired; a default exit shows as `not (<enter>)`. The record's time and
-// its `at` are the evaluation time. An event that changes no feature and
-// does not move the key's clock (below) is not evaluated: nothing could
-// change. Nor is one that changes no feature and moves the clock short of
-// the key's timer, when no days_since type has occurred and the key's
-// last evaluation moved nothing and failed nothing: the features keep
-// their values, so the rules their results. (A segment whose enter and
-// exit rules are true together moves at every evaluation.) A rule that fails at run time (a modulo by zero)
-// moves nothing; the error is returned, so the event goes to the
-// dead-letter output with it, counted all the same.
-//
-// So that time alone can move a key, every evaluation sets an event-time
-// timer at the next instant a feature could change: when the oldest event
-// or session start in a range leaves it (an event at e leaves a trailing
-// range r at exactly e + r), when one enters a sessions_between range, and
-// for days_since at the next whole day since the last event of the type
+// counted, and whenever time alone changes a feature: at each instant a
+// feature could change value without a new event, the key is evaluated as
+// it would be at an event. Those instants are when the oldest event or
+// session start in a range leaves it (an event at e leaves a trailing
+// range r at exactly e + r), when one enters a sessions_between range,
+// and for days_since each whole day since the last event of the type
 // (so `days_since(x) >= 7` moves at exactly 7 days, `> 7` up to a day
-// later), until days_since_horizon. The timer fires when the watermark
-// passes it, or just before the key's next event at or after it.
+// later), until days_since_horizon.
+//
+// A key starts outside every segment. For a segment the key is outside
+// of, a true enter rule moves it in; for one it is in, a true exit rule (or
+// a false enter rule when exit is not set) moves it out; at most one move
+// per segment and evaluation, in the order of the segments. The record's
+// rule is the source of the rule that fired; a default exit shows as
+// `not (<enter>)`. The record's time and its `at` are the evaluation time.
+// (A segment whose enter and exit rules are true together moves at every
+// evaluation.) A rule that fails at run time (a modulo by zero) moves
+// nothing; the error is returned, so the event goes to the dead-letter
+// output with it, counted all the same.
 //
 // # Time order and lateness
 //
-// Each key has an evaluation clock: the latest of its event times and
-// timer times so far. An event is evaluated at max(its time, the clock),
-// so a key's records never go back in time. An out-of-order or late event
-// is still counted by every range that includes its time at that clock
-// (and updates days_since when it is the latest of its type); only an
-// event behind the watermark that changes nothing (older than every range
-// that uses it, or of a type no rule uses, and not moving the clock) goes
-// to the late side output. The first events of a key have no clock to
-// follow: when they are late, they are evaluated at their own times,
-// behind the watermark, and a timer they set there fires at the next
-// move of the watermark.
+// Each key has an evaluation clock: the latest of its event times and of
+// the instants above that the watermark has passed (or that the key's
+// events have reached). An event is evaluated at max(its time, the
+// clock), so a key's records never go back in time. An out-of-order or
+// late event is still counted by every range that includes its time at
+// that clock (and updates days_since when it is the latest of its type);
+// only an event behind the watermark that changes nothing (older than
+// every range that uses it, or of a type no rule uses, and not moving the
+// clock) goes to the late side output. The first events of a key have no
+// clock to follow: when they are late, they are evaluated at their own
+// times, behind the watermark, and the instants after them that are
+// already behind the watermark are passed at the end of the round.
+//
+// # Cost
+//
+// Only what can move the key is computed. Each rule is compiled, where it
+// can be, to Go code over a fixed slice of feature values (else it runs
+// in expr's VM), with an interval form that bounds the rule over all later
+// instants. An event evaluates only the rules of the key's memberships
+// that read a feature it changed, or days_since; the others give what
+// they gave at the key's last evaluation, which the key's timer keeps
+// true: after each evaluation the key's event-time timer is set at the
+// first instant at which one of those rules could become true without a
+// new event (found from the intervals and by evaluating the rule at the
+// instants its features change, a few at most), not at every instant a
+// feature changes; when none can, at the last instant a feature changes,
+// whose evaluation prunes what has aged out. The instants in between need
+// no evaluation (nothing can move there); the clock passes them all the
+// same, computed when a late event needs it. When instants are left
+// behind the watermark (a late first event, a timer), a timer at the
+// watermark passes them at the end of the round, as the timers at each
+// instant did.
 //
 // # State
 //
-// Per key, only what the rules need: the clock, the memberships, per
-// referenced (type, field) the sorted distinct event times in the longest
-// range that uses them (with counts and sums), the sessions whose start
-// can still count, and the last time of each days_since type; entries that
-// no range can reach any more are pruned at each evaluation, and each list
-// is capped by max_entries. After everything has aged out a key keeps a
-// few bytes (clock, memberships, last times) so that its records stay in
-// time order. The state is encoded in a compact binary form stamped with
-// a fingerprint of the rules' features and segment names; a key stored
-// under other rules starts afresh (outside every segment).
+// Per key, only what the rules need: the clock, the timer, the
+// memberships, per referenced (type, field) the sorted distinct event
+// times in the longest range that uses them (with counts and sums), the
+// sessions whose start can still count, and the last time of each
+// days_since type; entries that no range can reach any more are pruned at
+// each evaluation, and each list is capped by max_entries. After
+// everything has aged out a key keeps a few bytes (clock, memberships,
+// last times) so that its records stay in time order. The state is
+// encoded in a compact binary form stamped with a fingerprint of the
+// rules' features and segment names; a key stored under other rules
+// starts afresh (outside every segment).
 type segmentTransitioner struct {
 	r      *segmentRules
 	states *state.Value[*segKeyState]
 	vm     vm.VM
-	// env holds the feature values the programs read, by feature name.
+	// env holds the feature values the rules run by the VM read, by
+	// feature name.
 	env map[string]any
-	// vals mirrors env to skip writes of unchanged values (a float written
-	// to env is boxed, which allocates).
-	vals   []float64
-	logger *slog.Logger
-	warned bool
+	// envVals mirrors env to skip writes of unchanged values (a float
+	// written to env is boxed, which allocates).
+	envVals []float64
+	// now holds the features at the evaluation time, step at a later
+	// instant the timer search looks at.
+	now, step segFrame
+	abs       segAbs
+	logger    *slog.Logger
+	warned    bool
 }
+
+// segMaxSteps bounds the instants at which the search for a key's next
+// move evaluates a rule; past them the timer is set at the next one, where
+// the search goes on.
+const segMaxSteps = 8
+
+// segNever is the instant of what never happens.
+const segNever = int64(math.MaxInt64)
 
 // segmentRules is the compiled, shared form of a config.
 type segmentRules struct {
 	segments []compiledSegment
 	features []segFeature
 	series   []segSeries
-	// byType maps an event type to what it feeds.
+	// byType maps an event type to what it feeds; types lists the same
+	// for a scan, quicker than the map when there are few.
 	byType map[string]segTypeUse
+	types  []segTypeUse
 	// daysTypes are the types days_since uses, by index.
 	daysTypes []string
 	// sessRange is the longest session range (0: no session feature).
-	sessRange   int64
-	gap         int64
-	maxEntries  int
-	horizon     int64
-	fingerprint uint32
+	sessRange  int64
+	gap        int64
+	maxEntries int
+	horizon    int64
+	// dayTicks is the number of whole days since a days_since type's last
+	// event at which the key is always re-evaluated (day k with k days <=
+	// horizon); when the horizon is not a whole number of days, one more
+	// day follows unless something else is evaluated in between, and the
+	// instants are found by walking them one by one.
+	dayTicks   int64
+	exactTicks bool
+	// Sources are what events change: series i is source i, the sessions
+	// source sessSrc, days type j source daysSrc+j. allSrcs has all bits.
+	sessSrc, daysSrc int
+	allSrcs          uint64
+	fingerprint      uint32
+}
+
+// bit returns the mask of source i; past 64 sources every mask is full.
+func (r *segmentRules) bit(i int) uint64 {
+	if i >= 64 {
+		return ^uint64(0)
+	}
+	return 1 << i
 }
 
 type compiledSegment struct {
-	name     string
-	enter    *vm.Program
-	exit     *vm.Program // nil: the key leaves when enter is false
-	enterSrc string
-	exitSrc  string // the exit rule, or "not (<enter>)"
+	name    string
+	enter   segRule
+	exit    segRule // when hasExit
+	hasExit bool
+	exitSrc string // the exit rule, or "not (<enter>)"
+}
+
+// rule returns the rule that moves a key out of (in) or into (!in) the
+// segment, whether its result is negated, and its source.
+func (s *compiledSegment) rule(in bool) (*segRule, bool, string) {
+	switch {
+	case !in:
+		return &s.enter, false, s.enter.src
+	case s.hasExit:
+		return &s.exit, false, s.exitSrc
+	}
+	return &s.enter, true, s.exitSrc
+}
+
+// segRule is one compiled rule.
+type segRule struct {
+	src  string
+	prog *vm.Program
+	// eval computes the rule from the feature values; nil: run prog.
+	eval func(v []float64) bool
+	// bound returns the earliest instant after the segAbs's instant at
+	// which the rule could be want (segNever: at none); nil: any.
+	bound func(a *segAbs, want bool) int64
+	// feats are the features the rule reads, srcs their sources.
+	feats []int
+	srcs  uint64
+	// days is set when the rule reads days_since.
+	days bool
 }
 
 // segTypeUse is what events of one type feed.
 type segTypeUse struct {
+	typ    string
 	series []int
 	days   int // index in daysTypes, or -1
+}
+
+// typeUse returns what events of type typ feed.
+func (r *segmentRules) typeUse(typ string) (segTypeUse, bool) {
+	if len(r.types) > 8 {
+		u, ok := r.byType[typ]
+		return u, ok
+	}
+	for _, u := range r.types {
+		if u.typ == typ {
+			return u, true
+		}
+	}
+	return segTypeUse{}, false
 }
 
 // segSeries is a time-ordered list of a key's events of one type, with the
@@ -262,7 +357,8 @@ type segFeature struct {
 	kind segFeatureKind
 	// idx is the series (count, sum) or days type (days_since) index.
 	idx      int
-	from, to int64 // the range (t - from, t - to], nanoseconds
+	from, to int64  // the range (t - from, t - to], nanoseconds
+	bit      uint64 // the feature's source
 }
 
 func (f *segFeature) isInt() bool { return f.kind == segCount || f.kind == segSessions }
@@ -283,7 +379,8 @@ var segFuncs = []expr.Option{
 func segUnbound(...any) (any, error) { return nil, errors.New("feature function not bound") }
 
 // compileSegmentRules parses every rule, collects the features they call,
-// and compiles each rule against an environment holding those features.
+// and compiles each rule against an environment holding those features,
+// and to Go code where it can.
 func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 	r := &segmentRules{
 		byType:     map[string]segTypeUse{},
@@ -300,13 +397,18 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 	if cfg.DaysSinceHorizon > 0 {
 		r.horizon = int64(cfg.DaysSinceHorizon)
 	}
+	r.dayTicks = r.horizon / segDay
+	r.exactTicks = r.horizon%segDay == 0
 	c := &segCollector{r: r, byName: map[string]int{}, seriesIdx: map[[2]string]int{}, daysIdx: map[string]int{}}
-	type ruleSrc struct{ seg, which, src string }
+	type ruleSrc struct {
+		seg, which, src string
+		tree            *parser.Tree
+	}
 	var rules []ruleSrc
 	for _, s := range cfg.Segments {
-		rules = append(rules, ruleSrc{s.Name, "enter", s.Enter})
+		rules = append(rules, ruleSrc{seg: s.Name, which: "enter", src: s.Enter})
 		if s.Exit != "" {
-			rules = append(rules, ruleSrc{s.Name, "exit", s.Exit})
+			rules = append(rules, ruleSrc{seg: s.Name, which: "exit", src: s.Exit})
 		}
 	}
 	// Pass 1: parse each rule and collect its features.
@@ -314,7 +416,7 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 	for _, o := range segFuncs {
 		o(pcfg)
 	}
-	for _, rs := range rules {
+	for i, rs := range rules {
 		tree, err := parser.ParseWithConfig(rs.src, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("segment %q: %s rule: %w", rs.seg, rs.which, err)
@@ -324,29 +426,68 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 		if c.err != nil {
 			return nil, fmt.Errorf("segment %q: %s rule: %w", rs.seg, rs.which, c.err)
 		}
+		rules[i].tree = tree
 	}
-	// Pass 2: compile each rule with its calls replaced by feature names.
+	// The sources of the features.
+	r.sessSrc = len(r.series)
+	r.daysSrc = r.sessSrc + 1
+	for i := range r.daysSrc + len(r.daysTypes) {
+		r.allSrcs |= r.bit(i)
+	}
+	for i := range r.features {
+		f := &r.features[i]
+		switch f.kind {
+		case segCount, segSum:
+			f.bit = r.bit(f.idx)
+		case segSessions:
+			f.bit = r.bit(r.sessSrc)
+		case segDaysSince:
+			f.bit = r.bit(r.daysSrc + f.idx)
+		}
+	}
+	// Pass 2: compile each rule with its calls replaced by feature names,
+	// and to Go code.
 	opts := append([]expr.Option{
 		expr.Env(r.newEnv()), expr.AsBool(), expr.DisableBuiltin("now"), expr.Patch(segPatcher{c}),
 	}, segFuncs...)
-	compile := func(seg, which, src string) (*vm.Program, error) {
-		p, err := expr.Compile(src, opts...)
+	compile := func(rs ruleSrc) (segRule, error) {
+		p, err := expr.Compile(rs.src, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("segment %q: %s rule: %w", seg, which, err)
+			return segRule{}, fmt.Errorf("segment %q: %s rule: %w", rs.seg, rs.which, err)
 		}
-		return p, nil
+		ru := segRule{src: rs.src, prog: p}
+		seen := map[int]bool{}
+		ast.Walk(&rs.tree.Node, segFeatureLister(func(call *ast.CallNode) {
+			id, ok := call.Callee.(*ast.IdentifierNode)
+			if !ok {
+				return
+			}
+			if i, err := c.feature(id.Value, call); err == nil && i >= 0 && !seen[i] {
+				seen[i] = true
+				ru.feats = append(ru.feats, i)
+				ru.srcs |= r.features[i].bit
+				ru.days = ru.days || r.features[i].kind == segDaysSince
+			}
+		}))
+		if code, ok := c.code(rs.tree.Node); ok && code.typ == 'b' {
+			ru.eval, ru.bound = code.b, code.t
+		}
+		return ru, nil
 	}
+	k := 0
 	for _, s := range cfg.Segments {
-		cs := compiledSegment{name: s.Name, enterSrc: s.Enter, exitSrc: "not (" + s.Enter + ")"}
+		cs := compiledSegment{name: s.Name, exitSrc: "not (" + s.Enter + ")"}
 		var err error
-		if cs.enter, err = compile(s.Name, "enter", s.Enter); err != nil {
+		if cs.enter, err = compile(rules[k]); err != nil {
 			return nil, err
 		}
+		k++
 		if s.Exit != "" {
-			cs.exitSrc = s.Exit
-			if cs.exit, err = compile(s.Name, "exit", s.Exit); err != nil {
+			cs.exitSrc, cs.hasExit = s.Exit, true
+			if cs.exit, err = compile(rules[k]); err != nil {
 				return nil, err
 			}
+			k++
 		}
 		r.segments = append(r.segments, cs)
 	}
@@ -354,15 +495,21 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 	for i, s := range r.series {
 		u, ok := r.byType[s.typ]
 		if !ok {
-			u.days = -1
+			u.typ, u.days = s.typ, -1
 		}
 		u.series = append(u.series, i)
 		r.byType[s.typ] = u
 	}
 	for i, t := range r.daysTypes {
-		u := r.byType[t]
+		u, ok := r.byType[t]
+		if !ok {
+			u.typ = t
+		}
 		u.days = i
 		r.byType[t] = u
+	}
+	for _, t := range slices.Sorted(maps.Keys(r.byType)) {
+		r.types = append(r.types, r.byType[t])
 	}
 	// The fingerprint of the state layout.
 	h := fnv.New32a()
@@ -378,6 +525,16 @@ func compileSegmentRules(cfg SegmentTransitionerConfig) (*segmentRules, error) {
 	}
 	r.fingerprint = h.Sum32()
 	return r, nil
+}
+
+// segFeatureLister calls itself for every call node of a tree.
+type segFeatureLister func(call *ast.CallNode)
+
+// Visit implements ast.Visitor.
+func (l segFeatureLister) Visit(node *ast.Node) {
+	if call, ok := (*node).(*ast.CallNode); ok {
+		l(call)
+	}
 }
 
 // segCollector walks a parsed rule, checks its feature calls and records
@@ -553,12 +710,514 @@ func (p segPatcher) Visit(node *ast.Node) {
 	}
 }
 
+// segIv bounds a number: lo <= x <= hi, or anything (NaN included) when
+// any is set.
+type segIv struct {
+	lo, hi float64
+	any    bool
+}
+
+var segAnyIv = segIv{lo: math.Inf(-1), hi: math.Inf(1), any: true}
+
+// segIntBound is the magnitude past which the bounds of an int expression
+// are not trusted (expr's ints wrap around; floats lose integers).
+const segIntBound = 1 << 52
+
+// segAbs is what the bounds of a rule are computed from: the key's state,
+// an instant c and, per feature, bounds of its values at every instant
+// after c that no new event precedes.
+type segAbs struct {
+	r   *segmentRules
+	st  *segKeyState
+	c   int64
+	ivs []segIv
+}
+
+// segCode is a rule or part of one compiled to Go: the value of an int
+// (typ 'i'), float ('f') or bool ('b') expression from the feature values,
+// and its bounds after an instant: for a number an interval, for a bool the
+// earliest instant at which it could be true, or false (segNever: not at
+// any).
+type segCode struct {
+	typ byte
+	i   func(v []float64) int64
+	f   func(v []float64) float64
+	b   func(v []float64) bool
+	n   func(a *segAbs) segIv
+	t   func(a *segAbs, want bool) int64
+	// days is set when the expression reads days_since; feat is the
+	// feature when the expression is a feature call, else -1.
+	days bool
+	feat int
+}
+
+// float returns the value of a number as expr's arithmetic sees it.
+func (c segCode) float() func(v []float64) float64 {
+	if c.typ == 'f' {
+		return c.f
+	}
+	i := c.i
+	return func(v []float64) float64 { return float64(i(v)) }
+}
+
+// isNum reports whether the code is an int or a float.
+func (c segCode) isNum() bool { return c.typ == 'i' || c.typ == 'f' }
+
+// code compiles an expression of a rule to Go, following expr's semantics
+// (ints are 64-bit and wrap around, / divides floats, a comparison of an
+// int and a float compares floats). It handles number and bool literals,
+// feature calls, unary not, - and +, and, or, comparisons, +, -, * and /;
+// ok is false for anything else (the rule then runs in expr's VM).
+func (c *segCollector) code(node ast.Node) (segCode, bool) {
+	switch n := node.(type) {
+	case *ast.IntegerNode:
+		v := int64(n.Value)
+		iv := segIv{lo: float64(v), hi: float64(v)}
+		if v > segIntBound || v < -segIntBound {
+			iv = segAnyIv
+		}
+		return segCode{typ: 'i', feat: -1,
+			i: func([]float64) int64 { return v },
+			n: func(*segAbs) segIv { return iv },
+		}, true
+	case *ast.FloatNode:
+		v := n.Value
+		iv := segIv{lo: v, hi: v}
+		if math.IsNaN(v) {
+			iv = segAnyIv
+		}
+		return segCode{typ: 'f', feat: -1,
+			f: func([]float64) float64 { return v },
+			n: func(*segAbs) segIv { return iv },
+		}, true
+	case *ast.BoolNode:
+		v := n.Value
+		return segCode{typ: 'b', feat: -1,
+			b: func([]float64) bool { return v },
+			t: func(a *segAbs, want bool) int64 { return segIf(v == want, a.c+1) },
+		}, true
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok {
+			return segCode{}, false
+		}
+		i, err := c.feature(id.Value, n)
+		if err != nil || i < 0 {
+			return segCode{}, false
+		}
+		f := &c.r.features[i]
+		code := segCode{feat: i, n: func(a *segAbs) segIv { return a.ivs[i] }}
+		if f.isInt() {
+			code.typ = 'i'
+			code.i = func(v []float64) int64 { return int64(v[i]) }
+		} else {
+			code.typ = 'f'
+			code.f = func(v []float64) float64 { return v[i] }
+		}
+		if f.kind == segDaysSince {
+			code.days = true
+		}
+		return code, true
+	case *ast.UnaryNode:
+		x, ok := c.code(n.Node)
+		if !ok {
+			return segCode{}, false
+		}
+		switch {
+		case (n.Operator == "not" || n.Operator == "!") && x.typ == 'b':
+			b, t := x.b, x.t
+			return segCode{typ: 'b', days: x.days, feat: -1,
+				b: func(v []float64) bool { return !b(v) },
+				t: func(a *segAbs, want bool) int64 { return t(a, !want) },
+			}, true
+		case n.Operator == "+" && x.isNum():
+			x.feat = -1
+			return x, true
+		case n.Operator == "-" && x.isNum():
+			xn := x.n
+			code := segCode{typ: x.typ, days: x.days, feat: -1, n: func(a *segAbs) segIv {
+				iv := xn(a)
+				if iv.any {
+					return iv
+				}
+				return segIv{lo: -iv.hi, hi: -iv.lo}
+			}}
+			if x.typ == 'i' {
+				xi := x.i
+				code.i = func(v []float64) int64 { return -xi(v) }
+			} else {
+				xf := x.f
+				code.f = func(v []float64) float64 { return -xf(v) }
+			}
+			return code, true
+		}
+		return segCode{}, false
+	case *ast.BinaryNode:
+		l, ok := c.code(n.Left)
+		if !ok {
+			return segCode{}, false
+		}
+		r, ok := c.code(n.Right)
+		if !ok {
+			return segCode{}, false
+		}
+		days := l.days || r.days
+		switch n.Operator {
+		case "and", "&&", "or", "||":
+			if l.typ != 'b' || r.typ != 'b' {
+				return segCode{}, false
+			}
+			lb, rb, lt, rt := l.b, r.b, l.t, r.t
+			if n.Operator == "and" || n.Operator == "&&" {
+				return segCode{typ: 'b', days: days, feat: -1,
+					b: func(v []float64) bool { return lb(v) && rb(v) },
+					t: func(a *segAbs, want bool) int64 {
+						// True when both are, false when either is.
+						l := lt(a, want)
+						switch {
+						case want && l == segNever, !want && l == a.c+1:
+							return l
+						case want:
+							return max(l, rt(a, want))
+						}
+						return min(l, rt(a, want))
+					},
+				}, true
+			}
+			return segCode{typ: 'b', days: days, feat: -1,
+				b: func(v []float64) bool { return lb(v) || rb(v) },
+				t: func(a *segAbs, want bool) int64 {
+					// True when either is, false when both are.
+					l := lt(a, want)
+					switch {
+					case !want && l == segNever, want && l == a.c+1:
+						return l
+					case !want:
+						return max(l, rt(a, want))
+					}
+					return min(l, rt(a, want))
+				},
+			}, true
+		case "==", "!=", "<", "<=", ">", ">=":
+			if !l.isNum() || !r.isNum() {
+				return segCode{}, false
+			}
+			return segCompare(n.Operator, l, r, c.r.features), true
+		case "+", "-", "*", "/":
+			if !l.isNum() || !r.isNum() {
+				return segCode{}, false
+			}
+			return segArith(n.Operator, l, r), true
+		}
+	}
+	return segCode{}, false
+}
+
+// segArith compiles l op r for op one of + - * /.
+func segArith(op string, l, r segCode) segCode {
+	isInt := l.typ == 'i' && r.typ == 'i' && op != "/"
+	ln, rn := l.n, r.n
+	code := segCode{typ: 'f', days: l.days || r.days, feat: -1}
+	code.n = func(a *segAbs) segIv {
+		x, y := ln(a), rn(a)
+		if x.any || y.any {
+			return segAnyIv
+		}
+		var iv segIv
+		switch op {
+		case "+":
+			iv = segIv{lo: x.lo + y.lo, hi: x.hi + y.hi}
+		case "-":
+			iv = segIv{lo: x.lo - y.hi, hi: x.hi - y.lo}
+		case "*":
+			p := [4]float64{x.lo * y.lo, x.lo * y.hi, x.hi * y.lo, x.hi * y.hi}
+			iv = segIv{lo: min(p[0], p[1], p[2], p[3]), hi: max(p[0], p[1], p[2], p[3])}
+			for _, q := range p {
+				if math.IsNaN(q) {
+					return segAnyIv
+				}
+			}
+		case "/":
+			if y.lo <= 0 && y.hi >= 0 {
+				return segAnyIv
+			}
+			p := [4]float64{x.lo / y.lo, x.lo / y.hi, x.hi / y.lo, x.hi / y.hi}
+			iv = segIv{lo: min(p[0], p[1], p[2], p[3]), hi: max(p[0], p[1], p[2], p[3])}
+			for _, q := range p {
+				if math.IsNaN(q) {
+					return segAnyIv
+				}
+			}
+		}
+		if math.IsNaN(iv.lo) || math.IsNaN(iv.hi) {
+			return segAnyIv
+		}
+		if isInt && (iv.lo < -segIntBound || iv.hi > segIntBound) {
+			return segAnyIv
+		}
+		return iv
+	}
+	if isInt {
+		code.typ = 'i'
+		li, ri := l.i, r.i
+		switch op {
+		case "+":
+			code.i = func(v []float64) int64 { return li(v) + ri(v) }
+		case "-":
+			code.i = func(v []float64) int64 { return li(v) - ri(v) }
+		default:
+			code.i = func(v []float64) int64 { return li(v) * ri(v) }
+		}
+		return code
+	}
+	lf, rf := l.float(), r.float()
+	switch op {
+	case "+":
+		code.f = func(v []float64) float64 { return lf(v) + rf(v) }
+	case "-":
+		code.f = func(v []float64) float64 { return lf(v) - rf(v) }
+	case "*":
+		code.f = func(v []float64) float64 { return lf(v) * rf(v) }
+	default:
+		code.f = func(v []float64) float64 { return lf(v) / rf(v) }
+	}
+	return code
+}
+
+// segCompare compiles the comparison l op r of a rule whose features are
+// feats.
+func segCompare(op string, l, r segCode, feats []segFeature) segCode {
+	code := segCode{typ: 'b', days: l.days || r.days, feat: -1}
+	if l.typ == 'i' && r.typ == 'i' {
+		li, ri := l.i, r.i
+		switch op {
+		case "==":
+			code.b = func(v []float64) bool { return li(v) == ri(v) }
+		case "!=":
+			code.b = func(v []float64) bool { return li(v) != ri(v) }
+		case "<":
+			code.b = func(v []float64) bool { return li(v) < ri(v) }
+		case "<=":
+			code.b = func(v []float64) bool { return li(v) <= ri(v) }
+		case ">":
+			code.b = func(v []float64) bool { return li(v) > ri(v) }
+		default:
+			code.b = func(v []float64) bool { return li(v) >= ri(v) }
+		}
+	} else {
+		lf, rf := l.float(), r.float()
+		switch op {
+		case "==":
+			code.b = func(v []float64) bool { return lf(v) == rf(v) }
+		case "!=":
+			code.b = func(v []float64) bool { return lf(v) != rf(v) }
+		case "<":
+			code.b = func(v []float64) bool { return lf(v) < rf(v) }
+		case "<=":
+			code.b = func(v []float64) bool { return lf(v) <= rf(v) }
+		case ">":
+			code.b = func(v []float64) bool { return lf(v) > rf(v) }
+		default:
+			code.b = func(v []float64) bool { return lf(v) >= rf(v) }
+		}
+	}
+	ln, rn := l.n, r.n
+	// generic bounds the comparison by the intervals of its sides.
+	generic := func(a *segAbs, want bool) int64 {
+		switch segCompareIv(op, ln(a), rn(a)) {
+		case segTrue:
+			return segIf(want, a.c+1)
+		case segFalse:
+			return segIf(!want, a.c+1)
+		}
+		return a.c + 1
+	}
+	code.t = generic
+	// A feature that only moves one way without new events (days_since
+	// grows; a count, sessions or a sum of terms >= 0 over a trailing
+	// range falls) against anything: the comparison turns at an instant
+	// that can be solved.
+	f, kn, fop := -1, rn, op
+	switch {
+	case l.feat >= 0:
+		f = l.feat
+	case r.feat >= 0:
+		f, kn = r.feat, ln
+		fop = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}[op]
+	}
+	if f < 0 {
+		return code
+	}
+	switch ft := &feats[f]; {
+	case ft.kind == segDaysSince:
+		if fop == "==" || fop == "!=" {
+			return code
+		}
+		code.t = func(a *segAbs, want bool) int64 {
+			last := a.st.last[a.r.features[f].idx]
+			k := kn(a)
+			if last == 0 || k.any {
+				return generic(a, want)
+			}
+			from := a.c + 1
+			// (days >= k) is true once days >= k.lo, and can be false
+			// only while days < k.hi; days < k the other way round.
+			geq, strict := fop == ">=" || fop == "<", fop == ">" || fop == "<="
+			if want == (fop == ">=" || fop == ">") {
+				return segSolveDays(last, from, k.lo, strict)
+			}
+			d := float64(from-last) / float64(segDay)
+			return segIf(d < k.hi || !geq && d == k.hi, from)
+		}
+	case ft.kind != segDaysSince && ft.to == 0:
+		code.t = func(a *segAbs, want bool) int64 {
+			k := kn(a)
+			if iv := a.ivs[f]; k.any || iv.any || iv.lo != 0 {
+				return generic(a, want) // (a sum of terms not all >= 0)
+			}
+			// Now v, later at most v, down to 0 once all has left.
+			v, from := a.ivs[f].hi, a.c+1
+			switch {
+			case fop == ">=" && want, fop == "<" && !want:
+				return segIf(v >= k.lo, from)
+			case fop == ">" && want, fop == "<=" && !want:
+				return segIf(v > k.lo, from)
+			case fop == ">=" || fop == "<":
+				return a.r.fallsBelow(a.st, f, a.c, k.hi, false)
+			case fop == ">" || fop == "<=":
+				return a.r.fallsBelow(a.st, f, a.c, k.hi, true)
+			}
+			// == and !=: equal once at most k.hi, while at least k.lo.
+			if want == (fop == "==") {
+				if v < k.lo {
+					return segNever
+				}
+				return a.r.fallsBelow(a.st, f, a.c, k.hi, true)
+			}
+			if k.lo == k.hi && v == k.lo {
+				return a.r.fallsBelow(a.st, f, a.c, k.lo, false)
+			}
+			return from
+		}
+	}
+	return code
+}
+
+// segIf returns at if cond, else segNever.
+func segIf(cond bool, at int64) int64 {
+	if cond {
+		return at
+	}
+	return segNever
+}
+
+// segSolveDays returns the first instant at or after from at which
+// days_since, for a last event at last, is at least x (above x if strict);
+// segNever if none.
+func segSolveDays(last, from int64, x float64, strict bool) int64 {
+	ok := func(s int64) bool {
+		d := float64(s-last) / float64(segDay)
+		if strict {
+			return d > x
+		}
+		return d >= x
+	}
+	if ok(from) {
+		return from
+	}
+	// The last instant whose days_since does not overflow.
+	hi := segNever
+	if last < 0 {
+		hi += last
+	}
+	if math.IsNaN(x) || hi <= from || !ok(hi) {
+		return segNever
+	}
+	// A guess, then a binary search if rounding put it off.
+	if g := x * float64(segDay); g > 0 && g < float64(hi-last) {
+		s := last + int64(g)
+		for range 4 {
+			if s > from && s <= hi && ok(s) && !ok(s-1) {
+				return s
+			}
+			if s <= from || !ok(s) {
+				s++
+			} else {
+				s--
+			}
+		}
+	}
+	lo := from // !ok(lo), ok(hi)
+	for hi-lo > 1 {
+		m := lo + (hi-lo)/2
+		if ok(m) {
+			hi = m
+		} else {
+			lo = m
+		}
+	}
+	return hi
+}
+
+// segTri is a three-valued truth.
+type segTri uint8
+
+const (
+	segMaybe segTri = iota
+	segTrue
+	segFalse
+)
+
+// segCompareIv compares two bounded numbers.
+func segCompareIv(op string, x, y segIv) segTri {
+	if x.any || y.any {
+		return segMaybe
+	}
+	switch op {
+	case ">":
+		x, y, op = y, x, "<"
+	case ">=":
+		x, y, op = y, x, "<="
+	}
+	switch op {
+	case "<":
+		if x.hi < y.lo {
+			return segTrue
+		}
+		if x.lo >= y.hi {
+			return segFalse
+		}
+	case "<=":
+		if x.hi <= y.lo {
+			return segTrue
+		}
+		if x.lo > y.hi {
+			return segFalse
+		}
+	case "==", "!=":
+		t := segMaybe
+		switch {
+		case x.lo == x.hi && y.lo == y.hi && x.lo == y.lo:
+			t = segTrue
+		case x.hi < y.lo || y.hi < x.lo:
+			t = segFalse
+		}
+		if op == "!=" && t != segMaybe {
+			t = segTrue + segFalse - t
+		}
+		return t
+	}
+	return segMaybe
+}
 func newSegmentTransitioner(r *segmentRules) *segmentTransitioner {
 	o := &segmentTransitioner{
-		r:    r,
-		env:  r.newEnv(),
-		vals: make([]float64, len(r.features)),
+		r:       r,
+		env:     r.newEnv(),
+		envVals: make([]float64, len(r.features)),
+		now:     newSegFrame(len(r.features)),
+		step:    newSegFrame(len(r.features)),
 	}
+	o.abs.r = r
 	return o
 }
 
@@ -592,41 +1251,27 @@ func (o *segmentTransitioner) OnEvent(ctx *pipeline.Context, e *pipeline.Event) 
 	if err != nil {
 		return err
 	}
-	at := ctx.TimeNanos()
-	t := max(at, st.clock)
-	changed, featChanged := o.add(st, e, at, t)
-	if !changed && found && t == st.clock {
-		if at < ctx.WatermarkNanos() {
+	at, wm := ctx.TimeNanos(), ctx.WatermarkNanos()
+	// The clock has passed the instants the watermark has, unless a timer
+	// behind the watermark has yet to pass them at the end of the round.
+	clock := st.clock
+	if found && at < wm && clock < wm && (st.timer == 0 || st.timer > wm) {
+		clock = o.r.lastChange(st, clock, wm)
+	}
+	t := max(at, clock)
+	c0 := st.clock
+	changed, srcs := o.add(st, e, at, t, wm)
+	if !changed && found && t == clock {
+		if st.clock != c0 {
+			o.states.Put(ctx.Key(), st) // pruned
+		}
+		if at < wm {
 			ctx.Late(e, "behind the watermark and changes no feature")
 		}
 		return nil
 	}
-	if !featChanged && found && o.steady(st, t) {
-		// An evaluation at t would see the feature values and memberships
-		// of the last one, which moved nothing and failed nothing: it would
-		// move nothing and keep the timer. Do the rest of it.
-		st.clock = t
-		st.prune(o.r, t)
-		o.states.Put(ctx.Key(), st)
-		return nil
-	}
-	return o.evaluate(ctx, st, t)
-}
-
-// steady reports whether every feature of the key has at t the value it
-// had at its last evaluation, and that evaluation moved nothing and failed
-// nothing, given that no event changed a feature since.
-func (o *segmentTransitioner) steady(st *segKeyState, t int64) bool {
-	if !st.settled || (st.timer != 0 && t >= st.timer) {
-		return false
-	}
-	// days_since changes with the clock once the type has occurred.
-	for _, last := range st.last {
-		if last != 0 {
-			return false
-		}
-	}
-	return true
+	full := !found || !st.settled || (st.timer != 0 && t >= st.timer)
+	return o.evaluate(ctx, st, t, srcs, full)
 }
 
 func (o *segmentTransitioner) OnTimer(ctx *pipeline.Context, tm pipeline.Timer) error {
@@ -634,17 +1279,62 @@ func (o *segmentTransitioner) OnTimer(ctx *pipeline.Context, tm pipeline.Timer) 
 	if err != nil || !found {
 		return err
 	}
+	at := ctx.TimeNanos()
+	if at != st.timer {
+		// Not the timer of this state (one of state stored under other
+		// rules): an evaluation as at an event.
+		st.timer = 0
+		return o.evaluate(ctx, st, max(at, st.clock), 0, true)
+	}
 	st.timer = 0 // it fired
-	st.settled = false
-	return o.evaluate(ctx, st, max(ctx.TimeNanos(), st.clock))
+	// The timer is at the first instant a rule could move the key, or at
+	// the watermark to pass the instants behind it: evaluate at the last
+	// instant a feature changed, which nothing moved before.
+	t := o.r.lastChange(st, st.clock, at)
+	if t == st.clock {
+		// (Never so, unless the two disagree: then go on all the same.)
+		if n := o.r.nextChange(st, st.clock, o.r.allSrcs); n <= at {
+			t = n
+		}
+	}
+	if t > st.clock {
+		return o.evaluate(ctx, st, t, 0, true)
+	}
+	o.now.reset(st.clock)
+	next := segNever
+	for i := range o.r.segments {
+		ru, neg, _ := o.r.segments[i].rule(st.member&(1<<i) != 0)
+		next = min(next, o.firstTrue(st, ru, neg, next))
+	}
+	o.arm(ctx, st, st.clock, next)
+	o.states.Put(ctx.Key(), st)
+	return nil
 }
 
-// add records event e (time at) in the key's state at clock t; it reports
-// whether the state changed, and whether any feature's data changed (the
-// end of a session alone is no feature's data).
-func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t int64) (changed, featChanged bool) {
+// add records event e (time at) in the key's state at clock t, under
+// watermark wm; it reports whether the state changed, and the sources of
+// the features that changed (the end of a session alone is no feature's).
+// It may move the state's clock to an instant it passed.
+func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t, wm int64) (changed bool, srcs uint64) {
 	r := o.r
-	if u, ok := r.byType[e.Type]; ok {
+	u, used := r.typeUse(e.Type)
+	// A full list loses its oldest entry to the new one: first prune the
+	// lists as the evaluations at the instants passed since the last one
+	// would have (so too before an event that could extend a session they
+	// would have pruned).
+	prune := r.sessRange > 0 && (len(st.sessions) >= r.maxEntries || at < max(wm, st.clock)-r.sessRange)
+	for _, si := range u.series {
+		prune = prune || len(st.series[si]) >= r.maxEntries
+	}
+	if prune {
+		to := at
+		if st.timer == 0 || st.timer > wm {
+			to = max(at, wm)
+		}
+		st.clock = r.lastChange(st, st.clock, to)
+		st.prune(r, st.clock)
+	}
+	if used {
 		for _, si := range u.series {
 			s := &r.series[si]
 			if at <= t-s.maxRange {
@@ -659,54 +1349,57 @@ func (o *segmentTransitioner) add(st *segKeyState, e *pipeline.Event, at, t int6
 				v = x
 			}
 			st.series[si] = segInsert(st.series[si], at, v, r.maxEntries)
-			changed = true
+			st.counts[si]++
+			st.pruneAt = min(st.pruneAt, at+s.maxRange)
+			srcs |= r.bit(si)
 		}
 		if u.days >= 0 && (st.last[u.days] == 0 || at > st.last[u.days]) {
 			st.last[u.days] = at
-			changed = true
+			srcs |= r.bit(r.daysSrc + u.days)
 		}
 	}
-	featChanged = changed
+	changed = srcs != 0
 	// An event this old cannot change the start of a session in range.
 	if r.sessRange > 0 && at > t-r.sessRange-r.gap {
 		var ch segSessionChange
 		st.sessions, ch = segAddSessionChange(st.sessions, at, r.gap, r.maxEntries)
+		st.pruneAt = min(st.pruneAt, at+r.gap+r.sessRange)
 		changed = changed || ch != segSessionsSame
-		featChanged = featChanged || ch == segSessionsStarts
+		if ch == segSessionsStarts {
+			srcs |= r.bit(r.sessSrc)
+		}
 	}
-	return changed, featChanged
+	return changed, srcs
 }
 
-// evaluate runs the rules at time t, emits the moves, schedules the next
-// evaluation and stores the state.
-func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t int64) error {
+// evaluate runs the rules at time t, emits the moves, sets the timer and
+// stores the state. Unless full, it runs only the rules that read a
+// feature of srcs or days_since: the key's last evaluation (when settled)
+// and its timer (when later than t) vouch that the others are false.
+func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t int64, srcs uint64, full bool) error {
 	r := o.r
 	st.clock = t
 	st.prune(r, t)
-	next := o.computeFeatures(st, t)
+	o.now.reset(t)
 	var firstErr error
-	moved := false
+	hot := false
+	var ran uint64
 	for i := range r.segments {
 		s := &r.segments[i]
 		bit := uint64(1) << i
 		in := st.member&bit != 0
-		prog, rule := s.enter, s.enterSrc
-		if in {
-			rule = s.exitSrc
-			if s.exit != nil {
-				prog = s.exit
-			}
+		ru, neg, rule := s.rule(in)
+		if !full && ru.srcs&srcs == 0 && !ru.days {
+			continue
 		}
-		out, err := o.vm.Run(prog, o.env)
+		ran |= bit
+		v, err := o.run(st, ru, neg, &o.now)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("segment %q: rule %q: %w", s.name, rule, err)
 			}
+			hot = true
 			continue
-		}
-		v, _ := out.(bool)
-		if in && s.exit == nil {
-			v = !v
 		}
 		if !v {
 			continue
@@ -716,15 +1409,59 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 			typ = recordSegmentExited
 		}
 		st.member ^= bit
-		moved = true
 		ctx.EmitRecord(pipeline.Record{
 			Type: typ,
 			Time: pipeline.TimeFromNanos(t),
 			Data: &segmentMove{segment: s.name, rule: rule, at: t},
 		})
+		// A rule true at once moves the key back at the next evaluation.
+		ru, neg, _ = s.rule(!in)
+		if v, err := o.run(st, ru, neg, &o.now); err != nil || v {
+			hot = true
+		}
+	}
+	// The timer: at the first instant a rule could move the key, or, when
+	// a rule is true or fails, at the next evaluation an event would have.
+	next := segNever
+	if hot {
+		next = r.nextChange(st, t, r.allSrcs)
+	} else {
+		if !full && st.timer > t {
+			next = st.timer
+		}
+		for i := range r.segments {
+			if full || ran&(1<<i) != 0 {
+				ru, neg, _ := r.segments[i].rule(st.member&(1<<i) != 0)
+				next = min(next, o.firstTrue(st, ru, neg, next))
+			}
+		}
+	}
+	o.arm(ctx, st, t, next)
+	st.settled = !hot
+	o.states.Put(ctx.Key(), st)
+	return firstErr
+}
+
+// arm sets the key's timer at next, after an evaluation at t. When no rule
+// can move the key (next is segNever), a timer still set stays (it fires
+// early, harmlessly), else one is set at the last instant a feature
+// changes, whose evaluation prunes what has aged out. When instants at
+// which a feature changes are behind the watermark, the timer goes no
+// later than the watermark: it fires at the end of the round, and the
+// clock passes them then.
+func (o *segmentTransitioner) arm(ctx *pipeline.Context, st *segKeyState, t, next int64) {
+	if next == segNever {
+		if st.timer > t {
+			next = st.timer
+		} else if l := o.r.lastInstant(st, t); l > t {
+			next = l
+		}
+	}
+	if wm := ctx.WatermarkNanos(); next > wm && t < wm && o.r.nextChange(st, t, o.r.allSrcs) <= wm {
+		next = wm
 	}
 	switch {
-	case next == math.MaxInt64:
+	case next == segNever:
 		if st.timer != 0 {
 			ctx.DeleteTimer(segEvalTimer)
 			st.timer = 0
@@ -733,74 +1470,456 @@ func (o *segmentTransitioner) evaluate(ctx *pipeline.Context, st *segKeyState, t
 		ctx.SetTimer(segEvalTimer, pipeline.TimeFromNanos(next))
 		st.timer = next
 	}
-	st.settled = !moved && firstErr == nil
-	o.states.Put(ctx.Key(), st)
-	return firstErr
 }
 
-// computeFeatures writes the value of every feature at time t into env,
-// and returns the next instant after t at which a value could change
-// without a new event (math.MaxInt64 if none).
-func (o *segmentTransitioner) computeFeatures(st *segKeyState, t int64) (next int64) {
-	next = math.MaxInt64
-	for i := range o.r.features {
-		f := &o.r.features[i]
-		var v float64
+// run evaluates a rule (negated if neg) on the features of frame fr.
+func (o *segmentTransitioner) run(st *segKeyState, ru *segRule, neg bool, fr *segFrame) (bool, error) {
+	for _, i := range ru.feats {
+		if fr.stamp[i] != fr.gen {
+			o.r.featureAt(st, i, fr)
+		}
+	}
+	if ru.eval != nil {
+		return ru.eval(fr.vals) != neg, nil
+	}
+	for _, i := range ru.feats {
+		v := fr.vals[i]
+		if o.envVals[i] == v {
+			continue
+		}
+		o.envVals[i] = v
+		if o.r.features[i].isInt() {
+			o.env[o.r.features[i].name] = int(v)
+		} else {
+			o.env[o.r.features[i].name] = v
+		}
+	}
+	out, err := o.vm.Run(ru.prog, o.env)
+	if err != nil {
+		return false, err
+	}
+	v, _ := out.(bool)
+	return v != neg, nil
+}
+
+// firstTrue returns the first instant after the evaluation in o.now, at
+// which a feature changes value, that rule ru (negated if neg), false at
+// o.now, could be true or fail at without a new event (segNever if none).
+// It may return an earlier such instant, where the search goes on, and
+// any instant at or after limit once the answer is known to be there.
+func (o *segmentTransitioner) firstTrue(st *segKeyState, ru *segRule, neg bool, limit int64) int64 {
+	if ru.bound == nil && len(ru.feats) == 0 {
+		return segNever // a constant
+	}
+	mask := ru.srcs
+	if ru.days {
+		// days_since changes between the instants; the rule is seen at
+		// every instant at which any feature changes.
+		mask = o.r.allSrcs
+	}
+	fr := &o.now
+	for step := 0; ; step++ {
+		from := fr.at + 1
+		if ru.bound != nil {
+			for _, i := range ru.feats {
+				if fr.stamp[i] != fr.gen {
+					o.r.featureAt(st, i, fr)
+				}
+			}
+			a := &o.abs
+			a.st, a.c, a.ivs = st, fr.at, fr.ivs
+			whenTrue := ru.bound(a, !neg)
+			a.st, a.ivs = nil, nil
+			if whenTrue >= limit {
+				return whenTrue
+			}
+			from = max(from, whenTrue)
+		}
+		var n int64
+		if from == fr.at+1 {
+			n = o.r.nextChange(st, fr.at, mask)
+		} else {
+			n = o.r.firstChangeFrom(st, from, mask)
+		}
+		if n >= limit || step == segMaxSteps {
+			return n
+		}
+		fr = &o.step
+		fr.reset(n)
+		if v, err := o.run(st, ru, neg, fr); err != nil || v {
+			return n
+		}
+	}
+}
+
+// segFrame holds feature values at one instant, and bounds of their values
+// at the later instants, computed on demand: a feature is there when its
+// stamp is gen.
+type segFrame struct {
+	at    int64
+	gen   uint32
+	stamp []uint32
+	vals  []float64
+	ivs   []segIv
+}
+
+func newSegFrame(n int) segFrame {
+	return segFrame{gen: 1, stamp: make([]uint32, n), vals: make([]float64, n), ivs: make([]segIv, n)}
+}
+
+// reset empties the frame for instant at.
+func (f *segFrame) reset(at int64) {
+	f.at = at
+	f.gen++
+	if f.gen == 0 {
+		clear(f.stamp)
+		f.gen = 1
+	}
+}
+
+// featureAt computes feature i at fr.at, which is at or after the key's
+// clock, into fr: its value, and bounds of its values at the later
+// instants that no new event precedes.
+func (r *segmentRules) featureAt(st *segKeyState, i int, fr *segFrame) {
+	f := &r.features[i]
+	t := fr.at
+	var v float64
+	var iv segIv
+	switch f.kind {
+	case segCount, segSum:
+		es := st.series[f.idx]
+		// es[j:k] are in (t - from, t - to].
+		j := segEntryAfter(es, t-f.from)
+		k := j
+		if f.kind == segCount {
+			if f.to == 0 && j <= len(es)/4 {
+				// All but the few oldest: from the series' count. (The
+				// counts are exact in a float64: so is any order of
+				// adding them up.)
+				n := st.count(f.idx)
+				for _, e := range es[:j] {
+					n -= e.n
+				}
+				v, k = float64(n), len(es)
+			}
+			for ; k < len(es) && es[k].at <= t-f.to; k++ {
+				v += float64(es[k].n)
+			}
+			// Later, what is in range leaves and what is after it enters.
+			hi := v
+			for _, e := range es[k:] {
+				hi += float64(e.n)
+			}
+			iv = segIv{lo: 0, hi: hi}
+			break
+		}
+		pos, neg := true, true
+		for ; k < len(es) && es[k].at <= t-f.to; k++ {
+			x := es[k].v
+			v += x
+			pos = pos && x >= 0
+			neg = neg && x <= 0
+		}
+		// A sum over fewer of the same terms of one sign (the range only
+		// loses its oldest) is nearer to 0.
+		switch {
+		case k < len(es):
+			iv = segAnyIv
+		case pos:
+			iv = segIv{lo: 0, hi: v}
+		case neg:
+			iv = segIv{lo: v, hi: 0}
+		default:
+			iv = segAnyIv
+		}
+	case segSessions:
+		ss := st.sessions
+		j, k := segSessionAfter(ss, t-f.from), len(ss)
+		if f.to > 0 {
+			k = segSessionAfter(ss, t-f.to)
+		}
+		v = float64(k - j)
+		iv = segIv{lo: 0, hi: float64(len(ss) - j)}
+	case segDaysSince:
+		if last := st.last[f.idx]; last != 0 {
+			v = float64(t-last) / float64(segDay)
+			iv = segIv{lo: v, hi: math.Inf(1)}
+		} else {
+			v = segNeverDays
+			iv = segIv{lo: v, hi: v}
+		}
+	}
+	fr.vals[i], fr.ivs[i], fr.stamp[i] = v, iv, fr.gen
+}
+
+// nextChange returns the first instant after c (the key's clock or an
+// instant returned by nextChange since) at which a feature of the sources
+// in mask changes value without a new event (segNever if none): the
+// instants at which the key is evaluated.
+func (r *segmentRules) nextChange(st *segKeyState, c int64, mask uint64) int64 {
+	next := segNever
+	for i := range r.features {
+		f := &r.features[i]
+		if f.bit&mask == 0 {
+			continue
+		}
 		switch f.kind {
 		case segCount, segSum:
 			es := st.series[f.idx]
-			// es[j:k] are in (t - from, t - to]: es[j] leaves first, at
-			// es[j].at + from; es[k] enters first, at es[k].at + to.
-			j, _ := slices.BinarySearchFunc(es, t-f.from+1, cmpEntryAt)
-			if j < len(es) {
+			// The first in range leaves first, the first after it enters
+			// first.
+			if j := segEntryAfter(es, c-f.from); j < len(es) {
 				next = min(next, es[j].at+f.from)
 			}
-			k := j
-			for ; k < len(es) && es[k].at <= t-f.to; k++ {
-				if f.kind == segCount {
-					v += float64(es[k].n)
-				} else {
-					v += es[k].v
+			if f.to > 0 {
+				if k := segEntryAfter(es, c-f.to); k < len(es) {
+					next = min(next, es[k].at+f.to)
 				}
-			}
-			if k < len(es) {
-				next = min(next, es[k].at+f.to)
 			}
 		case segSessions:
 			ss := st.sessions
-			j, _ := slices.BinarySearchFunc(ss, t-f.from+1, cmpSessionStart)
-			if j < len(ss) {
+			if j := segSessionAfter(ss, c-f.from); j < len(ss) {
 				next = min(next, ss[j].start+f.from)
 			}
-			k := j
-			for k < len(ss) && ss[k].start <= t-f.to {
-				k++
-			}
-			if k < len(ss) {
-				next = min(next, ss[k].start+f.to)
-			}
-			v = float64(k - j)
-		case segDaysSince:
-			if last := st.last[f.idx]; last != 0 {
-				v = float64(t-last) / float64(segDay)
-				if t-last < o.r.horizon {
-					next = min(next, last+((t-last)/segDay+1)*segDay)
+			if f.to > 0 {
+				if k := segSessionAfter(ss, c-f.to); k < len(ss) {
+					next = min(next, ss[k].start+f.to)
 				}
-			} else {
-				v = segNeverDays
 			}
-		}
-		if o.vals[i] == v {
-			continue
-		}
-		o.vals[i] = v
-		if f.isInt() {
-			o.env[f.name] = int(v)
-		} else {
-			o.env[f.name] = v
+		case segDaysSince:
+			if last := st.last[f.idx]; last != 0 && c-last < r.horizon {
+				next = min(next, last+((c-last)/segDay+1)*segDay)
+			}
 		}
 	}
 	return next
+}
+
+// firstChangeFrom returns the first instant at or after from (later than
+// the key's clock) at which a feature of the sources in mask changes value
+// without a new event; segNever if none.
+func (r *segmentRules) firstChangeFrom(st *segKeyState, from int64, mask uint64) int64 {
+	if !r.exactTicks && mask&^(r.bit(r.daysSrc)-1) != 0 && len(r.daysTypes) > 0 {
+		return r.walk(st, st.clock, from, false)
+	}
+	next := segNever
+	for i := range r.features {
+		f := &r.features[i]
+		if f.bit&mask == 0 {
+			continue
+		}
+		switch f.kind {
+		case segCount, segSum:
+			es := st.series[f.idx]
+			if j := segEntryAfter(es, from-1-f.from); j < len(es) {
+				next = min(next, es[j].at+f.from)
+			}
+			if f.to > 0 {
+				if k := segEntryAfter(es, from-1-f.to); k < len(es) {
+					next = min(next, es[k].at+f.to)
+				}
+			}
+		case segSessions:
+			ss := st.sessions
+			if j := segSessionAfter(ss, from-1-f.from); j < len(ss) {
+				next = min(next, ss[j].start+f.from)
+			}
+			if f.to > 0 {
+				if k := segSessionAfter(ss, from-1-f.to); k < len(ss) {
+					next = min(next, ss[k].start+f.to)
+				}
+			}
+		case segDaysSince:
+			// Whole days k <= horizon, while the clock is within it.
+			if last := st.last[f.idx]; last != 0 && st.clock-last < r.horizon {
+				if k := (from - last + segDay - 1) / segDay; k <= r.dayTicks {
+					next = min(next, last+k*segDay)
+				}
+			}
+		}
+	}
+	return next
+}
+
+// lastChange returns the last instant in (c, to] at which a feature
+// changes value without a new event, for a key evaluated last at c (its
+// clock); c if none.
+func (r *segmentRules) lastChange(st *segKeyState, c, to int64) int64 {
+	if !r.exactTicks && len(r.daysTypes) > 0 {
+		return r.walk(st, c, to, true)
+	}
+	last := c
+	for i := range r.features {
+		f := &r.features[i]
+		switch f.kind {
+		case segCount, segSum:
+			es := st.series[f.idx]
+			if j := segEntryAfter(es, to-f.from) - 1; j >= 0 {
+				last = max(last, es[j].at+f.from)
+			}
+			if f.to > 0 {
+				if k := segEntryAfter(es, to-f.to) - 1; k >= 0 {
+					last = max(last, es[k].at+f.to)
+				}
+			}
+		case segSessions:
+			ss := st.sessions
+			if j := segSessionAfter(ss, to-f.from) - 1; j >= 0 {
+				last = max(last, ss[j].start+f.from)
+			}
+			if f.to > 0 {
+				if k := segSessionAfter(ss, to-f.to) - 1; k >= 0 {
+					last = max(last, ss[k].start+f.to)
+				}
+			}
+		case segDaysSince:
+			if l := st.last[f.idx]; l != 0 && c-l < r.horizon {
+				if k := min((to-l)/segDay, r.dayTicks); k >= 1 {
+					last = max(last, l+k*segDay)
+				}
+			}
+		}
+	}
+	return last
+}
+
+// lastInstant returns the last instant after c at which a feature could
+// change value without a new event (at or after the last one; c if none).
+func (r *segmentRules) lastInstant(st *segKeyState, c int64) int64 {
+	last := c
+	for i := range r.features {
+		f := &r.features[i]
+		switch f.kind {
+		case segCount, segSum:
+			if es := st.series[f.idx]; len(es) > 0 {
+				last = max(last, es[len(es)-1].at+f.from)
+			}
+		case segSessions:
+			if ss := st.sessions; len(ss) > 0 {
+				last = max(last, ss[len(ss)-1].start+f.from)
+			}
+		case segDaysSince:
+			if l := st.last[f.idx]; l != 0 && c-l < r.horizon {
+				last = max(last, l+(r.dayTicks+1)*segDay)
+			}
+		}
+	}
+	return last
+}
+
+// walk goes from c through the instants at which a feature changes value
+// without a new event, one by one, as evaluations at each would (whether
+// one more whole day follows the horizon depends on them): it returns the
+// last instant at or before to if before, else the first at or after to.
+func (r *segmentRules) walk(st *segKeyState, c, to int64, before bool) int64 {
+	for {
+		n := r.nextChange(st, c, r.allSrcs)
+		if before && n > to || !before && n >= to {
+			if before {
+				return c
+			}
+			return n
+		}
+		c = n
+	}
+}
+
+// fallsBelow returns the first instant after c at which feature i, a
+// count, sessions or a sum of terms >= 0 over a trailing range, is below x
+// (at most x if orEqual) without a new event, or c + 1 if it may be at
+// once; segNever if never.
+func (r *segmentRules) fallsBelow(st *segKeyState, i int, c int64, x float64, orEqual bool) int64 {
+	f := &r.features[i]
+	if orEqual && !(x >= 0) || !orEqual && !(x > 0) {
+		return segNever // counts are never below 0
+	}
+	if x > 1<<52 {
+		return c + 1
+	}
+	// What is left of the events in range once the oldest have left: n is
+	// the least that is not below x.
+	n := math.Ceil(x)
+	if orEqual {
+		n = math.Floor(x) + 1
+	}
+	switch f.kind {
+	case segCount:
+		es := st.series[f.idx]
+		j := segEntryAfter(es, c-f.from)
+		acc := 0.0
+		for m := len(es) - 1; m >= j; m-- {
+			if acc += float64(es[m].n); acc >= n {
+				// Below once es[m] has left.
+				return max(es[m].at+f.from, c+1)
+			}
+		}
+	case segSessions:
+		ss := st.sessions
+		if m := len(ss) - int(n); m >= segSessionAfter(ss, c-f.from) {
+			return max(ss[m].start+f.from, c+1)
+		}
+	case segSum:
+		// The sum over es[m:] as featureAt adds it up falls as m grows:
+		// find the least m at which it is below x.
+		es := st.series[f.idx]
+		below := func(m int) bool {
+			v := 0.0
+			for _, e := range es[m:] {
+				v += e.v
+			}
+			return v < x || orEqual && v == x
+		}
+		lo, hi := segEntryAfter(es, c-f.from), len(es)
+		if below(lo) {
+			return c + 1
+		}
+		for hi-lo > 1 { // !below(lo), below(hi)
+			if m := lo + (hi-lo)/2; below(m) {
+				hi = m
+			} else {
+				lo = m
+			}
+		}
+		return es[lo].at + f.from
+	}
+	return c + 1
+}
+
+// segEntryAfter returns the index of the first entry after time x.
+func segEntryAfter(es []segEntry, x int64) int {
+	lo, hi := 0, len(es)
+	if hi == 0 || es[hi-1].at <= x {
+		return hi
+	}
+	if es[0].at > x {
+		return 0 // (the usual case of the longest range, once pruned)
+	}
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if es[m].at <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// segSessionAfter returns the index of the first session starting after x.
+func segSessionAfter(ss []segSession, x int64) int {
+	lo, hi := 0, len(ss)
+	if hi == 0 || ss[hi-1].start <= x {
+		return hi
+	}
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ss[m].start <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 func cmpEntryAt(e segEntry, at int64) int { return cmp.Compare(e.at, at) }
@@ -842,9 +1961,12 @@ type segSession struct{ start, end int64 }
 
 // segKeyState is the state of one key.
 type segKeyState struct {
-	// clock is the key's evaluation clock (Unix ns).
+	// clock is the key's evaluation clock (Unix ns) as of its last
+	// evaluation: the instants at which a feature changed since, up to the
+	// watermark, are computed when needed.
 	clock int64
-	// timer is when the key's eval timer is set, 0 if not.
+	// timer is when the key's eval timer is set, 0 if not: at the first
+	// instant a rule could move the key, or at most the watermark.
 	timer int64
 	// member has bit i set when the key is in segment i.
 	member   uint64
@@ -854,11 +1976,24 @@ type segKeyState struct {
 	last []int64
 	// stale is set by the codec when it met state of other rules.
 	stale bool
-	// settled is set when the key's last evaluation in this process moved
-	// nothing and failed nothing, and no feature changed since: evaluated
-	// again with the same feature values, it would do the same. It is not
-	// stored: a decoded state is evaluated again.
+	// settled is set when, after the key's last evaluation in this
+	// process, every rule that could move the key was false (none failed):
+	// until the timer, an event need run only the rules that read what it
+	// changed, or days_since. It is not stored: a decoded state runs every
+	// rule at its next event.
 	settled bool
+	// pruneAt is an instant before which prune has nothing to drop
+	// (math.MinInt64: not known). It is not stored.
+	pruneAt int64
+	// counts holds, when countsOK, the number of events in each series
+	// (the sum of its entries' n). It is not stored.
+	counts   []int64
+	countsOK bool
+	// seriesIn, countsIn and lastIn hold series, counts and last when
+	// they are short, in the state's own memory.
+	seriesIn [4][]segEntry
+	countsIn [4]int64
+	lastIn   [2]int64
 }
 
 // newEnv returns an environment of the rules with every feature at 0: an
@@ -876,34 +2011,76 @@ func (r *segmentRules) newEnv() map[string]any {
 }
 
 func (r *segmentRules) newState() *segKeyState {
-	return &segKeyState{
-		series: make([][]segEntry, len(r.series)),
-		last:   make([]int64, len(r.daysTypes)),
+	st := &segKeyState{pruneAt: math.MinInt64}
+	if n := len(r.series); n <= len(st.seriesIn) {
+		st.series, st.counts = st.seriesIn[:n:n], st.countsIn[:n:n]
+	} else {
+		st.series, st.counts = make([][]segEntry, n), make([]int64, n)
 	}
+	if n := len(r.daysTypes); n <= len(st.lastIn) {
+		st.last = st.lastIn[:n:n]
+	} else {
+		st.last = make([]int64, n)
+	}
+	return st
 }
 
 // prune drops what no range can reach at t or later.
 func (st *segKeyState) prune(r *segmentRules, t int64) {
-	for i, es := range st.series {
-		lo := t - r.series[i].maxRange
-		k := 0
-		for k < len(es) && es[k].at <= lo {
-			k++
-		}
-		if k > 0 {
-			st.series[i] = es[:copy(es, es[k:])]
+	if t < st.pruneAt {
+		return
+	}
+	st.pruneAt = math.MaxInt64
+	for i := range st.series {
+		st.pruneSeries(r, i, t)
+		if es := st.series[i]; len(es) > 0 {
+			st.pruneAt = min(st.pruneAt, es[0].at+r.series[i].maxRange)
 		}
 	}
 	if r.sessRange > 0 {
-		lo := t - r.sessRange
-		ss := st.sessions
-		k := 0
-		for k < len(ss) && ss[k].end+r.gap <= lo {
-			k++
+		st.pruneSessions(r, t)
+		if ss := st.sessions; len(ss) > 0 {
+			st.pruneAt = min(st.pruneAt, ss[0].end+r.gap+r.sessRange)
 		}
-		if k > 0 {
-			st.sessions = ss[:copy(ss, ss[k:])]
+	}
+}
+
+func (st *segKeyState) pruneSeries(r *segmentRules, i int, t int64) {
+	es := st.series[i]
+	lo := t - r.series[i].maxRange
+	k := 0
+	for k < len(es) && es[k].at <= lo {
+		st.counts[i] -= es[k].n
+		k++
+	}
+	if k > 0 {
+		st.series[i] = es[:copy(es, es[k:])]
+	}
+}
+
+// count returns the number of events in series i.
+func (st *segKeyState) count(i int) int64 {
+	if !st.countsOK {
+		for j, es := range st.series {
+			st.counts[j] = 0
+			for _, e := range es {
+				st.counts[j] += e.n
+			}
 		}
+		st.countsOK = true
+	}
+	return st.counts[i]
+}
+
+func (st *segKeyState) pruneSessions(r *segmentRules, t int64) {
+	lo := t - r.sessRange
+	ss := st.sessions
+	k := 0
+	for k < len(ss) && ss[k].end+r.gap <= lo {
+		k++
+	}
+	if k > 0 {
+		st.sessions = ss[:copy(ss, ss[k:])]
 	}
 }
 
