@@ -773,42 +773,32 @@ func segArith(op string, l, r segCode) segCode {
 	return code
 }
 
+// segCompareFunc returns the comparison l op r (op one of ==, !=, <, <=,
+// >, >=) of two compiled numbers of the same kind.
+func segCompareFunc[T int64 | float64](op string, l, r func(v []float64) T) func(v []float64) bool {
+	switch op {
+	case "==":
+		return func(v []float64) bool { return l(v) == r(v) }
+	case "!=":
+		return func(v []float64) bool { return l(v) != r(v) }
+	case "<":
+		return func(v []float64) bool { return l(v) < r(v) }
+	case "<=":
+		return func(v []float64) bool { return l(v) <= r(v) }
+	case ">":
+		return func(v []float64) bool { return l(v) > r(v) }
+	}
+	return func(v []float64) bool { return l(v) >= r(v) }
+}
+
 // segCompare compiles the comparison l op r of a rule whose features are
 // feats.
 func segCompare(op string, l, r segCode, feats []segFeature) segCode {
 	code := segCode{typ: 'b', days: l.days || r.days, feat: -1}
 	if l.typ == 'i' && r.typ == 'i' {
-		li, ri := l.i, r.i
-		switch op {
-		case "==":
-			code.b = func(v []float64) bool { return li(v) == ri(v) }
-		case "!=":
-			code.b = func(v []float64) bool { return li(v) != ri(v) }
-		case "<":
-			code.b = func(v []float64) bool { return li(v) < ri(v) }
-		case "<=":
-			code.b = func(v []float64) bool { return li(v) <= ri(v) }
-		case ">":
-			code.b = func(v []float64) bool { return li(v) > ri(v) }
-		default:
-			code.b = func(v []float64) bool { return li(v) >= ri(v) }
-		}
+		code.b = segCompareFunc(op, l.i, r.i)
 	} else {
-		lf, rf := l.float(), r.float()
-		switch op {
-		case "==":
-			code.b = func(v []float64) bool { return lf(v) == rf(v) }
-		case "!=":
-			code.b = func(v []float64) bool { return lf(v) != rf(v) }
-		case "<":
-			code.b = func(v []float64) bool { return lf(v) < rf(v) }
-		case "<=":
-			code.b = func(v []float64) bool { return lf(v) <= rf(v) }
-		case ">":
-			code.b = func(v []float64) bool { return lf(v) > rf(v) }
-		default:
-			code.b = func(v []float64) bool { return lf(v) >= rf(v) }
-		}
+		code.b = segCompareFunc(op, l.float(), r.float())
 	}
 	ln, rn := l.n, r.n
 	// generic bounds the comparison by the intervals of its sides.
