@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -364,6 +365,8 @@ func (bytesCodec) Decode(src []byte) ([]byte, error)  { return append([]byte(nil
 func (w *worker) loadRemote(gen uint64) error {
 	x := &w.x
 	x.gen, x.offset, x.finalDone = gen, -1, false
+	// A previous owner's final watermark says nothing of this one's.
+	w.rt.repFinal[w.id].Store(false)
 	x.applied = make(map[appliedKey]ExchangePosition)
 	x.saved = make(map[string]string)
 	x.sentWM = nil
@@ -384,7 +387,6 @@ func (w *worker) loadRemote(gen uint64) error {
 	} else if ok && len(v) == 8 {
 		x.offset = int64(binary.BigEndian.Uint64(v))
 	}
-	low := maxTime
 	for _, o := range w.ops {
 		if o.exWM == nil {
 			continue
@@ -396,7 +398,6 @@ func (w *worker) loadRemote(gen uint64) error {
 			} else if ok && len(v) == 8 {
 				o.exWM[origin] = int64(binary.BigEndian.Uint64(v))
 			}
-			low = min(low, o.exWM[origin])
 			for space := uint8(0); space <= spaceRepartition; space++ {
 				k := appliedKey{op: int32(o.planned.Index), origin: int32(origin), space: space}
 				if v, ok, err := get(keyExApplied(k)); err != nil {
@@ -407,20 +408,23 @@ func (w *worker) loadRemote(gen uint64) error {
 			}
 		}
 	}
-	if low == maxTime {
-		low = minTime
-	}
 	// The operators behind an exchange take back the watermark they had
-	// at the checkpoint: the minimum over the origins.
+	// at the checkpoint: an exchange's operator the minimum over its
+	// origins, one downstream of it the minimum over its inputs, in plan
+	// order (as advanceWatermarks computes them, without firing timers).
 	behind := make([]bool, len(w.ops))
 	for _, o := range w.ops {
 		i := o.planned.Index
-		behind[i] = o.planned.Rekeyed
+		if o.exWM != nil {
+			behind[i] = true
+			o.wm = slices.Min(o.exWM)
+			continue
+		}
 		for _, in := range o.planned.Inputs {
 			behind[i] = behind[i] || behind[in]
 		}
 		if behind[i] {
-			o.wm = low
+			o.wm = w.inputWM(o)
 		}
 	}
 	return nil

@@ -18,7 +18,8 @@ import (
 // dead-lettered.
 const MaxEventBytes = 1 << 20
 
-// maxCachedEntries bounds a partition's write-back cache: past it, clean
+// maxCachedEntries bounds a partition's write-back cache, in entries and in
+// keys (an erased key stays cached, absent, until evicted): past it, clean
 // entries are dropped after a checkpoint.
 const maxCachedEntries = 1 << 20
 
@@ -742,7 +743,7 @@ func (w *worker) flushState(b *state.Batch) error {
 	if w.parked {
 		return nil
 	}
-	if w.part.CachedEntries() > maxCachedEntries {
+	if w.part.CachedEntries() > maxCachedEntries || w.part.CachedKeys() > maxCachedEntries {
 		w.part.Evict()
 	}
 	if w.rt.rep != nil {

@@ -350,6 +350,11 @@ func (p *Partition) Evict() {
 	}
 }
 
+// CachedKeys returns the number of keys held in memory: those with cached
+// entries or timers, and those erased since the last Evict (which read as
+// absent without a Pebble read until then).
+func (p *Partition) CachedKeys() int { return len(p.slots) }
+
 // CachedEntries returns the number of entries (values, counters, map
 // fields) held in memory.
 func (p *Partition) CachedEntries() int {
