@@ -120,9 +120,7 @@ func (rt *engine) bindGroupSource() error {
 		return nil
 	}
 	g := &rt.grp
-	for _, po := range rt.plan.Operators {
-		g.exchanges = g.exchanges || po.Rekeyed
-	}
+	g.exchanges = rt.plan.HasExchanges()
 	cl, err := gs.Bind(SourceBinding{
 		Pipeline:   rt.plan.Spec.Name,
 		Partitions: rt.nparts,

@@ -49,3 +49,14 @@ type PlannedSink struct {
 	Open   Opener[Sink]
 	Inputs []int
 }
+
+// HasExchanges says whether some operator groups by another key than the
+// event's, so that the plan has exchanges.
+func (p *Plan) HasExchanges() bool {
+	for _, po := range p.Operators {
+		if po.Rekeyed {
+			return true
+		}
+	}
+	return false
+}

@@ -464,10 +464,17 @@ func (w *worker) saveRemote() {
 }
 
 // decodeRemote decodes a batch of exchange messages for a worker.
-func decodeRemote(dec *EventDecoder, gen uint64, msgs []ExchangeMessage) (*remoteBatch, error) {
+func decodeRemote(plan *Plan, dec *EventDecoder, gen uint64, msgs []ExchangeMessage) (*remoteBatch, error) {
 	b := &remoteBatch{gen: gen, items: make([]remoteItem, len(msgs))}
 	for i := range msgs {
 		m := &msgs[i]
+		// A message written under another plan (an operator added,
+		// removed or moved since) must not reach the operator that now
+		// has its index.
+		if m.Operator < 0 || m.Operator >= len(plan.Operators) || plan.Operators[m.Operator].ID != m.OperatorID {
+			return nil, fmt.Errorf("repartition partition %d offset %d: message for operator %q at index %d, which this plan does not have there",
+				m.Partition, m.Offset, m.OperatorID, m.Operator)
+		}
 		it := &b.items[i]
 		*it = remoteItem{kind: m.Kind, op: m.Operator, origin: m.Origin, pos: m.Position, offset: m.Offset, key: m.Key, wm: m.Watermark}
 		switch m.Kind {
@@ -537,7 +544,12 @@ func (rt *engine) startRepartition(p int, gen uint64, after int64) error {
 	w := rt.workers[p]
 	dec := &EventDecoder{}
 	deliver := func(msgs []ExchangeMessage) {
-		b, err := decodeRemote(dec, gen, msgs)
+		if rt.failed() != nil {
+			// Nothing after a batch that failed may be applied: a
+			// checkpoint would record an offset past it.
+			return
+		}
+		b, err := decodeRemote(rt.plan, dec, gen, msgs)
 		if err != nil {
 			rt.fail(fmt.Errorf("partition %d: %w", p, err))
 			return

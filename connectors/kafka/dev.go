@@ -109,17 +109,13 @@ func PipelineTopics(spec *pipeline.Spec) ([]Topic, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}
-		changelog := cfg.ChangelogTopic
-		if changelog == "" {
-			changelog = spec.Name + "-changelog"
-		}
 		out = append(out,
 			Topic{Name: cfg.Topic, Partitions: parts, Role: "source"},
-			Topic{Name: changelog, Partitions: parts, Configs: ChangelogTopicConfig(), Role: "changelog"})
+			Topic{Name: changelogTopic(spec.Name, cfg.ChangelogTopic), Partitions: parts, Configs: ChangelogTopicConfig(), Role: "changelog"})
 		// A plan with exchanges sends them through a repartition topic.
 		// (A spec the planner refuses lists none: the run fails anyway.)
-		if plan, err := pipeline.NewPlan(spec); err == nil && hasExchanges(plan) {
-			out = append(out, Topic{Name: spec.Name + "-repartition", Partitions: parts, Role: "repartition"})
+		if plan, err := pipeline.NewPlan(spec); err == nil && plan.HasExchanges() {
+			out = append(out, Topic{Name: RepartitionTopic(spec.Name), Partitions: parts, Role: "repartition"})
 		}
 	}
 	for _, s := range spec.Sinks {
@@ -143,13 +139,17 @@ func PipelineTopics(spec *pipeline.Spec) ([]Topic, error) {
 	return out, nil
 }
 
-func hasExchanges(plan *pipeline.Plan) bool {
-	for _, po := range plan.Operators {
-		if po.Rekeyed {
-			return true
-		}
+// RepartitionTopic returns the name of the repartition topic of pipeline:
+// "<pipeline>-repartition".
+func RepartitionTopic(pipeline string) string { return pipeline + "-repartition" }
+
+// changelogTopic returns the changelog topic of pipeline: configured, or
+// "<pipeline>-changelog".
+func changelogTopic(pipeline, configured string) string {
+	if configured != "" {
+		return configured
 	}
-	return false
+	return pipeline + "-changelog"
 }
 
 // componentConfig decodes a component's settings as the planner does

@@ -198,7 +198,7 @@ func (r *Repartition) Consume(p int, after int64, deliver func([]pipeline.Exchan
 	next := after + 1
 	if next < low {
 		if after >= 0 {
-			r.logger.Warn("exchanged inputs the state has not applied are gone from the repartition topic (retention); resuming at the oldest offset",
+			r.logger.Error("exchanged inputs the state has not applied are gone from the repartition topic (retention); resuming at the oldest offset",
 				"partition", p, "next", next, "oldest", low)
 		}
 		next = low

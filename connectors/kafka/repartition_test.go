@@ -33,7 +33,7 @@ func TestRepartitionTopicDeduplicates(t *testing.T) {
 	k := kafkaSpec{name: uniqueName(t), dir: t.TempDir(), brokers: brokers, partitions: parts, checkpoint: "200ms"}
 	spec := strings.Replace(k.yaml(), "bounded: true", "bounded: false", 1)
 	createTopics(t, brokers, spec)
-	repTopic := k.name + "-repartition"
+	repTopic := kafka.RepartitionTopic(k.name)
 	ps, err := pipeline.ParseSpec([]byte(spec), "test.yaml")
 	if err != nil {
 		t.Fatal(err)

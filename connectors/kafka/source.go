@@ -114,14 +114,11 @@ func (s *Source) Bind(b pipeline.SourceBinding) (pipeline.Changelog, error) {
 	if err := checkPartitions(admin, s.cfg.Topic, s.nparts); err != nil {
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
-	topic := s.cfg.ChangelogTopic
-	if topic == "" {
-		topic = b.Pipeline + "-changelog"
-	}
+	topic := changelogTopic(b.Pipeline, s.cfg.ChangelogTopic)
 	if s.changelog, err = OpenChangelog(s.cfg.ClientConfig, topic, s.nparts, s.logger); err != nil {
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
-	s.repTopic = b.Pipeline + "-repartition"
+	s.repTopic = RepartitionTopic(b.Pipeline)
 	s.owned = make([]bool, s.nparts)
 	s.buf = make([][]pipeline.Message, s.nparts)
 	s.spare = make([][]pipeline.Message, s.nparts)
