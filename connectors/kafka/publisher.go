@@ -24,6 +24,10 @@ type PublisherConfig struct {
 	// Partitioner chooses partitions. Default: FNV-1a hash of the key
 	// (sarama's hash partitioner), as pipeline.PartitionOf.
 	Partitioner sarama.PartitionerConstructor
+	// Idempotent makes the producer idempotent (acks all): the broker
+	// drops a retried duplicate and keeps each partition's messages in
+	// the order sent, across retries.
+	Idempotent bool
 	// BatchSize caps the messages of one produce call. Default 1000.
 	BatchSize int
 	// RetryTimeout is how long a failed send is retried. Default 2m.
@@ -82,6 +86,10 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	// Keep a key's messages in order across retries.
 	sc.Net.MaxOpenRequests = 1
 	sc.Producer.Retry.Max = 5
+	if cfg.Idempotent {
+		sc.Producer.Idempotent = true
+		sc.Producer.RequiredAcks = sarama.WaitForAll
+	}
 	sc.Producer.Flush.Frequency = 0
 	sc.Producer.MaxMessageBytes = 4 << 20
 	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)

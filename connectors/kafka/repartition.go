@@ -106,6 +106,7 @@ func OpenRepartition(cc ClientConfig, topic string, nparts int, logger *slog.Log
 	pub, err := NewPublisher(PublisherConfig{
 		ClientConfig: cc,
 		Acks:         "all",
+		Idempotent:   true, // the receiver's de-duplication needs each partition in order
 		Partitioner:  sarama.NewManualPartitioner,
 		Logger:       logger,
 	})
