@@ -1101,28 +1101,8 @@ func (r *segmentRules) nextChange(st *segKeyState, c int64, mask uint64) int64 {
 			continue
 		}
 		switch f.kind {
-		case segCount, segSum:
-			es := st.series[f.idx]
-			// The first in range leaves first, the first after it enters
-			// first.
-			if j := segEntryAfter(es, c-f.from); j < len(es) {
-				next = min(next, es[j].at+f.from)
-			}
-			if f.to > 0 {
-				if k := segEntryAfter(es, c-f.to); k < len(es) {
-					next = min(next, es[k].at+f.to)
-				}
-			}
-		case segSessions:
-			ss := st.sessions
-			if j := segSessionAfter(ss, c-f.from); j < len(ss) {
-				next = min(next, ss[j].start+f.from)
-			}
-			if f.to > 0 {
-				if k := segSessionAfter(ss, c-f.to); k < len(ss) {
-					next = min(next, ss[k].start+f.to)
-				}
-			}
+		case segCount, segSum, segSessions:
+			next = min(next, st.edgeAfter(f, c))
 		case segDaysSince:
 			if last := st.last[f.idx]; last != 0 && c-last < r.horizon {
 				next = min(next, last+((c-last)/segDay+1)*segDay)
@@ -1130,6 +1110,65 @@ func (r *segmentRules) nextChange(st *segKeyState, c int64, mask uint64) int64 {
 		}
 	}
 	return next
+}
+
+// edgeAfter returns the first instant after x at which an event (a session
+// start, for sessions) enters or leaves the range of count, sum or sessions
+// feature f (an entry at e crosses an edge d of the range at e + d: the
+// first in range leaves first, the first after it enters first);
+// segNever if none.
+func (st *segKeyState) edgeAfter(f *segFeature, x int64) int64 {
+	next := segNever
+	for k, d := range [2]int64{f.from, f.to} {
+		if k == 1 && d <= 0 {
+			break
+		}
+		if at, ok := st.entryStart(f, segEntryIndex(st, f, x-d)); ok {
+			next = min(next, at+d)
+		}
+	}
+	return next
+}
+
+// edgeAtOrBefore returns the last instant at or before x at which an event
+// (a session start, for sessions) enters or leaves the range of count, sum
+// or sessions feature f; math.MinInt64 if none.
+func (st *segKeyState) edgeAtOrBefore(f *segFeature, x int64) int64 {
+	last := int64(math.MinInt64)
+	for k, d := range [2]int64{f.from, f.to} {
+		if k == 1 && d <= 0 {
+			break
+		}
+		if at, ok := st.entryStart(f, segEntryIndex(st, f, x-d)-1); ok {
+			last = max(last, at+d)
+		}
+	}
+	return last
+}
+
+// segEntryIndex returns the index of the first entry of feature f's list
+// (its series, or the sessions) later than x.
+func segEntryIndex(st *segKeyState, f *segFeature, x int64) int {
+	if f.kind == segSessions {
+		return segSessionAfter(st.sessions, x)
+	}
+	return segEntryAfter(st.series[f.idx], x)
+}
+
+// entryStart returns the time of entry j of feature f's list (a session's
+// start), if there is one.
+func (st *segKeyState) entryStart(f *segFeature, j int) (int64, bool) {
+	if f.kind == segSessions {
+		if j < 0 || j >= len(st.sessions) {
+			return 0, false
+		}
+		return st.sessions[j].start, true
+	}
+	es := st.series[f.idx]
+	if j < 0 || j >= len(es) {
+		return 0, false
+	}
+	return es[j].at, true
 }
 
 // firstChangeFrom returns the first instant at or after from (later than
@@ -1146,26 +1185,8 @@ func (r *segmentRules) firstChangeFrom(st *segKeyState, from int64, mask uint64)
 			continue
 		}
 		switch f.kind {
-		case segCount, segSum:
-			es := st.series[f.idx]
-			if j := segEntryAfter(es, from-1-f.from); j < len(es) {
-				next = min(next, es[j].at+f.from)
-			}
-			if f.to > 0 {
-				if k := segEntryAfter(es, from-1-f.to); k < len(es) {
-					next = min(next, es[k].at+f.to)
-				}
-			}
-		case segSessions:
-			ss := st.sessions
-			if j := segSessionAfter(ss, from-1-f.from); j < len(ss) {
-				next = min(next, ss[j].start+f.from)
-			}
-			if f.to > 0 {
-				if k := segSessionAfter(ss, from-1-f.to); k < len(ss) {
-					next = min(next, ss[k].start+f.to)
-				}
-			}
+		case segCount, segSum, segSessions:
+			next = min(next, st.edgeAfter(f, from-1))
 		case segDaysSince:
 			// Whole days k <= horizon, while the clock is within it.
 			if last := st.last[f.idx]; last != 0 && st.clock-last < r.horizon {
@@ -1189,26 +1210,8 @@ func (r *segmentRules) lastChange(st *segKeyState, c, to int64) int64 {
 	for i := range r.features {
 		f := &r.features[i]
 		switch f.kind {
-		case segCount, segSum:
-			es := st.series[f.idx]
-			if j := segEntryAfter(es, to-f.from) - 1; j >= 0 {
-				last = max(last, es[j].at+f.from)
-			}
-			if f.to > 0 {
-				if k := segEntryAfter(es, to-f.to) - 1; k >= 0 {
-					last = max(last, es[k].at+f.to)
-				}
-			}
-		case segSessions:
-			ss := st.sessions
-			if j := segSessionAfter(ss, to-f.from) - 1; j >= 0 {
-				last = max(last, ss[j].start+f.from)
-			}
-			if f.to > 0 {
-				if k := segSessionAfter(ss, to-f.to) - 1; k >= 0 {
-					last = max(last, ss[k].start+f.to)
-				}
-			}
+		case segCount, segSum, segSessions:
+			last = max(last, st.edgeAtOrBefore(f, to))
 		case segDaysSince:
 			if l := st.last[f.idx]; l != 0 && c-l < r.horizon {
 				if k := min((to-l)/segDay, r.dayTicks); k >= 1 {
