@@ -198,7 +198,7 @@ type workerRep struct {
 	// repartition offset applied; applied the highest position applied.
 	gen     uint64
 	offset  int64
-	applied map[appliedKey]ExchangePosition
+	applied map[appliedKey]*ExchangePosition
 	table   *state.Value[[]byte]
 	// saved holds what the table holds, so that a checkpoint writes
 	// (and replicates) only what changed.
@@ -311,10 +311,15 @@ func (w *worker) processRemote(b *remoteBatch) {
 			continue
 		}
 		k := appliedKey{op: int32(it.op), origin: int32(it.origin), space: it.pos.Space}
-		if last, ok := x.applied[k]; ok && !it.pos.after(last) {
+		switch last := x.applied[k]; {
+		case last == nil:
+			p := it.pos
+			x.applied[k] = &p
+		case !it.pos.after(*last):
 			continue // a replayed origin's duplicate
+		default:
+			*last = it.pos // one map lookup per input
 		}
-		x.applied[k] = it.pos
 		x.setCause(spaceRepartition, it.offset)
 		if it.kind == ExchangeRecord {
 			if o.onRecord != nil {
@@ -367,7 +372,7 @@ func (w *worker) loadRemote(gen uint64) error {
 	x.gen, x.offset, x.finalDone = gen, -1, false
 	// A previous owner's final watermark says nothing of this one's.
 	w.rt.repFinal[w.id].Store(false)
-	x.applied = make(map[appliedKey]ExchangePosition)
+	x.applied = make(map[appliedKey]*ExchangePosition)
 	x.saved = make(map[string]string)
 	x.sentWM = nil
 	x.lastMark = time.Time{}
@@ -403,7 +408,7 @@ func (w *worker) loadRemote(gen uint64) error {
 				if v, ok, err := get(keyExApplied(k)); err != nil {
 					return err
 				} else if ok && len(v) == 12 {
-					x.applied[k] = ExchangePosition{Space: space, Offset: int64(binary.BigEndian.Uint64(v)), Index: binary.BigEndian.Uint32(v[8:])}
+					x.applied[k] = &ExchangePosition{Space: space, Offset: int64(binary.BigEndian.Uint64(v)), Index: binary.BigEndian.Uint32(v[8:])}
 				}
 			}
 		}
