@@ -4,5 +4,5 @@ package benchmarks
 
 import "time"
 
-// processCPU returns 0: the CPU time is not measured on this system.
-func processCPU() time.Duration { return 0 }
+// ProcessCPU returns 0: the CPU time is not measured on this system.
+func ProcessCPU() time.Duration { return 0 }

@@ -242,7 +242,7 @@ func (e *EndToEnd) RunLimit(ctx context.Context) (Result, error) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	var (
 		wg     sync.WaitGroup
 		counts = make([]int64, len(bounds)-1)
@@ -255,7 +255,7 @@ func (e *EndToEnd) RunLimit(ctx context.Context) (Result, error) {
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	elapsed, cpu := time.Since(start), ProcessCPU()-cpu
 	runtime.ReadMemStats(&after)
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, fmt.Errorf("bench: limit: %w", err)

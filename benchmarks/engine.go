@@ -213,9 +213,9 @@ func runPlan(ctx context.Context, plan *pipeline.Plan, logger *slog.Logger) (Res
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	err = r.Run(ctx)
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	elapsed, cpu := time.Since(start), ProcessCPU()-cpu
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)

@@ -8,7 +8,9 @@
 // nothing else), the retail pipeline (examples/retail-kafka.yaml's
 // operators) reading the same events from a topic and writing its records
 // to another, and the pipeline's event-to-output latency at half of the
-// rate it reached. SLUICE_KAFKA_BROKERS runs it against a real cluster.
+// rate it reached. SLUICE_KAFKA_BROKERS runs it against a real cluster;
+// SLUICE_BENCH_CPUPROFILE=file writes a CPU profile of the pipeline run
+// alone.
 package kafka
 
 import (
@@ -19,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +34,7 @@ import (
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/sluicehq/sluice/benchmarks"
 	"github.com/sluicehq/sluice/connectors/generator"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/examples"
@@ -105,8 +109,9 @@ func eventsJSONL(b *testing.B) []byte {
 }
 
 // rawConsume reads n messages of topic with watermill-kafka's Subscriber
-// in a new group, acknowledging each, and returns the rate.
-func rawConsume(b *testing.B, bs []string, topic string, n int) float64 {
+// in a new group, acknowledging each, and returns the rate and the
+// process's CPU time per message.
+func rawConsume(b *testing.B, bs []string, topic string, n int) (float64, time.Duration) {
 	sc := sarama.NewConfig()
 	sc.Version = kafka.DefaultVersion
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -121,7 +126,7 @@ func rawConsume(b *testing.B, bs []string, topic string, n int) float64 {
 		b.Fatal(err)
 	}
 	defer sub.Close()
-	start := time.Now()
+	start, cpu := time.Now(), benchmarks.ProcessCPU()
 	msgs, err := sub.Subscribe(context.Background(), topic)
 	if err != nil {
 		b.Fatal(err)
@@ -130,7 +135,7 @@ func rawConsume(b *testing.B, bs []string, topic string, n int) float64 {
 		m := <-msgs
 		m.Ack()
 	}
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (benchmarks.ProcessCPU() - cpu) / time.Duration(n)
 }
 
 type rawUnmarshaler struct{}
@@ -150,14 +155,25 @@ func benchLogger() *slog.Logger {
 }
 
 // runBounded runs the pipeline over the n events of its topic and returns
-// the rate.
-func runBounded(b *testing.B, spec string, n int) float64 {
+// the rate and the process's CPU time per event.
+func runBounded(b *testing.B, spec string, n int) (float64, time.Duration) {
 	plan, err := pipeline.ParsePlan([]byte(spec), "bench.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
 	logger := benchLogger()
-	start := time.Now()
+	if path := os.Getenv("SLUICE_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start, cpu := time.Now(), benchmarks.ProcessCPU()
 	r, err := pipeline.NewRunner(plan, pipeline.WithLogger(logger))
 	if err != nil {
 		b.Fatal(err)
@@ -168,7 +184,7 @@ func runBounded(b *testing.B, spec string, n int) float64 {
 	if got := r.Stats().EventsIn; got != int64(n) {
 		b.Fatalf("the pipeline took %d events, want %d", got, n)
 	}
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (benchmarks.ProcessCPU() - cpu) / time.Duration(n)
 }
 
 // latency runs the pipeline unbounded while events are produced at rate
@@ -325,12 +341,14 @@ func BenchmarkKafka(b *testing.B) {
 		if err != nil || n != benchEvents {
 			b.Fatalf("produced %d: %v", n, err)
 		}
-		raw := rawConsume(b, bs, events, n)
-		piped := runBounded(b, spec, n)
+		raw, rawCPU := rawConsume(b, bs, events, n)
+		piped, pipedCPU := runBounded(b, spec, n)
 		hist := latency(b, bs, lines, piped/2, 10*time.Second)
 		b.ReportMetric(raw, "raw_msgs/s")
 		b.ReportMetric(piped, "pipeline_events/s")
 		b.ReportMetric(100*piped/raw, "pipeline_%_of_raw")
+		b.ReportMetric(float64(rawCPU)/1000, "raw_cpu_µs/msg")
+		b.ReportMetric(float64(pipedCPU)/1000, "pipeline_cpu_µs/event")
 		b.ReportMetric(piped/2, "latency_rate/s")
 		b.ReportMetric(float64(hist.ValueAtQuantile(50))/1000, "p50_ms")
 		b.ReportMetric(float64(hist.ValueAtQuantile(99))/1000, "p99_ms")
