@@ -29,7 +29,7 @@ const (
 	lineBatchLines = 1024
 	lineBatchBytes = 4 << 20
 	// readBufferSize is the read buffer of the line sources.
-	readBufferSize = 64 << 10
+	readBufferSize = 1 << 20
 	// writeBufferSize is the write buffer of the line sinks.
 	writeBufferSize = 256 << 10
 )

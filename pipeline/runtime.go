@@ -78,9 +78,14 @@ type stats struct {
 
 // splitState is the runtime's view of one source split.
 type splitState struct {
-	mu        sync.Mutex
-	dec       EventDecoder
-	scratch   Event
+	mu      sync.Mutex
+	dec     EventDecoder
+	scratch Event
+	// decs, decoded and errs serve decodeAll: a decoder per goroutine,
+	// and the batch's events and reasons by index.
+	decs      []EventDecoder
+	decoded   []Event
+	errs      []error
 	maxT      int64
 	wm        int64
 	offset    int64
@@ -459,6 +464,7 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	var accepted, skipped int64
+	decoded := decodeAll(ss, batch)
 	for i := range batch {
 		m := &batch[i]
 		if m.Offset <= ss.committed {
@@ -467,22 +473,25 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 		}
 		ss.offset = max(ss.offset, m.Offset)
 		// ev is the event to route: a pre-decoded one is copied once, into
-		// its partition's batch; a raw one is decoded into scratch.
+		// its partition's batch; a raw one is decoded into scratch, or was
+		// decoded with the whole batch.
 		ev := &ss.scratch
-		if m.Event != nil {
-			if err := validateEvent(m.Event, !m.Event.Timestamp.IsZero()); err != nil {
-				ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: AppendEventJSON(nil, m.Event)})
-				continue
-			}
+		var err error
+		switch {
+		case m.Event != nil:
 			ev = m.Event
-		} else if len(m.Payload) > MaxEventBytes {
-			ss.dead = append(ss.dead, DeadLetter{
-				Reason: fmt.Sprintf("event too large: %d bytes (limit %d)", len(m.Payload), MaxEventBytes),
-				Split:  split, Offset: m.Offset, Payload: m.Payload,
-			})
-			continue
-		} else if err := ss.dec.Decode(m.Payload, &ss.scratch); err != nil {
-			ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: m.Payload})
+			err = validateEvent(ev, !ev.Timestamp.IsZero())
+		case decoded:
+			ev, err = &ss.decoded[i], ss.errs[i]
+		default:
+			err = decodeMessage(&ss.dec, m, ev)
+		}
+		if err != nil {
+			payload := m.Payload
+			if m.Event != nil {
+				payload = AppendEventJSON(nil, m.Event)
+			}
+			ss.dead = append(ss.dead, DeadLetter{Reason: err.Error(), Split: split, Offset: m.Offset, Payload: payload})
 			continue
 		}
 		p := int(split) % rt.nparts
@@ -498,6 +507,9 @@ func (rt *engine) Deliver(split int32, batch []Message) error {
 		b.offsets = append(b.offsets, m.Offset)
 		ss.maxT = max(ss.maxT, ev.Timestamp.UnixNano())
 		accepted++
+	}
+	if decoded {
+		clear(ss.decoded) // the events were copied; drop their strings
 	}
 	if len(ss.dead) > 0 {
 		rt.writeDead(ss.dead)
