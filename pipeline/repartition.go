@@ -107,6 +107,10 @@ type ExchangeMessage struct {
 	// Payload is the event's or record's JSON. A sent payload belongs
 	// to the Repartition; a received one is valid during the callback.
 	Payload []byte
+	// More is set on a received message when more messages stored at
+	// the same offset follow it (a Repartition may store several in
+	// one): the stream's offset counts as applied after the last.
+	More bool
 }
 
 // Repartition carries exchanges between the processes of a group: one
@@ -167,6 +171,7 @@ type remoteItem struct {
 	origin int
 	pos    ExchangePosition
 	offset int64
+	more   bool // more items stored at offset follow
 	key    string
 	wm     int64
 	event  Event
@@ -297,9 +302,11 @@ func (w *worker) processRemote(b *remoteBatch) {
 	for i := range b.items {
 		it := &b.items[i]
 		if it.offset <= x.offset {
-			continue
+			continue // applied, and checkpointed, with its whole stored message
 		}
-		x.offset = it.offset
+		if !it.more {
+			x.offset = it.offset
+		}
 		if it.op < 0 || it.op >= len(w.ops) || w.ops[it.op].exWM == nil || it.origin < 0 || it.origin >= w.rt.nparts {
 			w.rt.logger.Warn("repartition message for no exchange here; skipped", "partition", w.id, "offset", it.offset,
 				"operator", it.op, "origin", it.origin)
@@ -320,7 +327,11 @@ func (w *worker) processRemote(b *remoteBatch) {
 		default:
 			*last = it.pos // one map lookup per input
 		}
-		x.setCause(spaceRepartition, it.offset)
+		if x.cause.Space != spaceRepartition || x.cause.Offset != it.offset {
+			// The inputs stored at one offset share a cause, so the
+			// positions of what they cause go on from one to the next.
+			x.setCause(spaceRepartition, it.offset)
+		}
 		if it.kind == ExchangeRecord {
 			if o.onRecord != nil {
 				w.deliverRecord(o, it.record)
@@ -481,7 +492,7 @@ func decodeRemote(plan *Plan, dec *EventDecoder, gen uint64, msgs []ExchangeMess
 				m.Partition, m.Offset, m.OperatorID, m.Operator)
 		}
 		it := &b.items[i]
-		*it = remoteItem{kind: m.Kind, op: m.Operator, origin: m.Origin, pos: m.Position, offset: m.Offset, key: m.Key, wm: m.Watermark}
+		*it = remoteItem{kind: m.Kind, op: m.Operator, origin: m.Origin, pos: m.Position, offset: m.Offset, more: m.More, key: m.Key, wm: m.Watermark}
 		switch m.Kind {
 		case ExchangeWatermark:
 		case ExchangeEvent:

@@ -1,11 +1,12 @@
 package kafka
 
 import (
-	"bytes"
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,43 +21,26 @@ import (
 // key than the event's goes to the partition that owns the group key,
 // whichever process sends it. The process that owns pipeline partition q
 // reads repartition partition q directly (no consumer group), from the
-// offset stored with q's state. The value is the event's (or record's)
-// JSON; headers say the rest.
-const (
-	// HeaderExchangeKind is "event", "record" or "watermark".
-	HeaderExchangeKind = "sluice_kind"
-	// HeaderExchangeOperator is the operator's index in the plan;
-	// HeaderExchangeOperatorID its id.
-	HeaderExchangeOperator   = "sluice_op"
-	HeaderExchangeOperatorID = "sluice_op_id"
-	// HeaderExchangeOrigin is the pipeline partition that sent it.
-	HeaderExchangeOrigin = "sluice_origin"
-	// HeaderExchangePosition is the input's origin position:
-	// space/offset/index (space 0: a source offset, 1: a repartition
-	// offset).
-	HeaderExchangePosition = "sluice_pos"
-	// HeaderExchangeKey is the input's group key (also the message key).
-	HeaderExchangeKey = "sluice_key"
-	// HeaderExchangeWatermark is a marker's watermark, Unix nanoseconds.
-	HeaderExchangeWatermark = "sluice_wm"
-)
+// offset stored with q's state.
+//
+// A message is a batch of exchange messages (inputs and watermark markers)
+// to one partition, in order: the producer, the broker and the reader pay
+// their per-message costs once per batch, not once per exchanged input.
+// Its header HeaderExchange holds the format version, exchangeFormat; its
+// value the entries one after the other (see appendEntry).
+const HeaderExchange = "sluice_exchange"
 
-// The header keys, shared by every message sent (sarama only reads them).
+// exchangeFormat is the version of the batch format.
+const exchangeFormat = "1"
+
+// maxExchangeBatch is the size past which a batch is closed and the next
+// entries to its partition go in another (the producer's limit is 4 MiB).
+const maxExchangeBatch = 1 << 20
+
 var (
-	hkKind       = []byte(HeaderExchangeKind)
-	hkOperator   = []byte(HeaderExchangeOperator)
-	hkOperatorID = []byte(HeaderExchangeOperatorID)
-	hkOrigin     = []byte(HeaderExchangeOrigin)
-	hkPosition   = []byte(HeaderExchangePosition)
-	hkKey        = []byte(HeaderExchangeKey)
-	hkWatermark  = []byte(HeaderExchangeWatermark)
+	hkExchange   = []byte(HeaderExchange)
+	exchangeHdrV = []byte(exchangeFormat)
 )
-
-var kindNames = map[pipeline.ExchangeKind]string{
-	pipeline.ExchangeEvent:     "event",
-	pipeline.ExchangeRecord:    "record",
-	pipeline.ExchangeWatermark: "watermark",
-}
 
 // Repartition implements pipeline.Repartition over a topic.
 type Repartition struct {
@@ -121,64 +105,77 @@ func OpenRepartition(cc ClientConfig, topic string, nparts int, logger *slog.Log
 	}, nil
 }
 
-// Send implements pipeline.Repartition.
+// Send implements pipeline.Repartition. The messages to each partition go
+// in batches, one Kafka message per partition and call (or per
+// maxExchangeBatch bytes), carved out of one buffer that the producer keeps
+// until they are sent.
 func (r *Repartition) Send(msgs []pipeline.ExchangeMessage) error {
-	// A few allocations per call, not per message: the messages, their
-	// headers and the header values are carved out of shared arrays,
-	// which the producer keeps until the messages are sent.
-	pms := make([]sarama.ProducerMessage, len(msgs))
-	ptrs := make([]*sarama.ProducerMessage, len(msgs))
-	all := make([]sarama.RecordHeader, 0, 6*len(msgs))
-	size := 0
-	for i := range msgs {
-		size += 96 + len(msgs[i].OperatorID) + len(msgs[i].Key)
-	}
-	buf := make([]byte, 0, size)
+	// First the most each partition's entries take, to lay the
+	// partitions out in one buffer; then the entries.
+	start := make([]int, r.nparts+1)
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Partition < 0 || m.Partition >= r.nparts {
 			return fmt.Errorf("repartition %s: no partition %d", r.topic, m.Partition)
 		}
-		first := len(all)
-		add := func(key []byte, start int) {
-			all = append(all, sarama.RecordHeader{Key: key, Value: buf[start:len(buf):len(buf)]})
-		}
-		start := len(buf)
-		buf = append(buf, kindNames[m.Kind]...)
-		add(hkKind, start)
-		start = len(buf)
-		buf = strconv.AppendInt(buf, int64(m.Operator), 10)
-		add(hkOperator, start)
-		start = len(buf)
-		buf = append(buf, m.OperatorID...)
-		add(hkOperatorID, start)
-		start = len(buf)
-		buf = strconv.AppendInt(buf, int64(m.Origin), 10)
-		add(hkOrigin, start)
-		pm := &pms[i]
-		*pm = sarama.ProducerMessage{Topic: r.topic, Partition: int32(m.Partition)}
-		if m.Kind == pipeline.ExchangeWatermark {
-			start = len(buf)
-			buf = strconv.AppendInt(buf, m.Watermark, 10)
-			add(hkWatermark, start)
-		} else {
-			start = len(buf)
-			buf = strconv.AppendUint(buf, uint64(m.Position.Space), 10)
-			buf = append(buf, '/')
-			buf = strconv.AppendInt(buf, m.Position.Offset, 10)
-			buf = append(buf, '/')
-			buf = strconv.AppendUint(buf, uint64(m.Position.Index), 10)
-			add(hkPosition, start)
-			start = len(buf)
-			buf = append(buf, m.Key...)
-			add(hkKey, start)
-			pm.Key = sarama.ByteEncoder(buf[start:len(buf):len(buf)])
-			pm.Value = sarama.ByteEncoder(m.Payload)
-		}
-		pm.Headers = all[first:len(all):len(all)]
-		ptrs[i] = pm
+		start[m.Partition+1] += maxEntrySize(m)
 	}
-	return r.pub.Enqueue(ptrs)
+	for p := range r.nparts {
+		start[p+1] += start[p]
+	}
+	buf := make([]byte, start[r.nparts])
+	end := slices.Clone(start[:r.nparts]) // where each partition's next entry goes
+	first := slices.Clone(end)            // where each partition's open batch starts
+	var pms []*sarama.ProducerMessage
+	closeBatch := func(p int) {
+		if end[p] > first[p] {
+			pms = append(pms, &sarama.ProducerMessage{
+				Topic: r.topic, Partition: int32(p),
+				Headers: []sarama.RecordHeader{{Key: hkExchange, Value: exchangeHdrV}},
+				Value:   sarama.ByteEncoder(buf[first[p]:end[p]:end[p]]),
+			})
+			first[p] = end[p]
+		}
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		p := m.Partition
+		if end[p]-first[p] >= maxExchangeBatch {
+			closeBatch(p)
+		}
+		end[p] += len(appendEntry(buf[end[p]:end[p]], m))
+	}
+	for p := range r.nparts {
+		closeBatch(p)
+	}
+	return r.pub.Enqueue(pms)
+}
+
+// maxEntrySize is the most bytes appendEntry takes for m.
+func maxEntrySize(m *pipeline.ExchangeMessage) int {
+	return 1 + 4*binary.MaxVarintLen64 + len(m.OperatorID) + 1 + 3*binary.MaxVarintLen64 + len(m.Key) + binary.MaxVarintLen64 + len(m.Payload)
+}
+
+// appendEntry appends m to a batch: its kind (the pipeline.ExchangeKind
+// value), operator index, operator id, origin, then for a marker its
+// watermark, for an input its position (space, offset, index), group key
+// and payload. Integers are varints; strings and payloads length-prefixed.
+func appendEntry(dst []byte, m *pipeline.ExchangeMessage) []byte {
+	dst = append(dst, byte(m.Kind))
+	dst = binary.AppendUvarint(dst, uint64(m.Operator))
+	dst = binary.AppendUvarint(dst, uint64(len(m.OperatorID)))
+	dst = append(dst, m.OperatorID...)
+	dst = binary.AppendUvarint(dst, uint64(m.Origin))
+	if m.Kind == pipeline.ExchangeWatermark {
+		return binary.AppendVarint(dst, m.Watermark)
+	}
+	dst = append(dst, m.Position.Space)
+	dst = binary.AppendVarint(dst, m.Position.Offset)
+	dst = binary.AppendUvarint(dst, uint64(m.Position.Index))
+	dst = binary.AppendUvarint(dst, uint64(len(m.Key)))
+	dst = append(dst, m.Key...)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
+	return append(dst, m.Payload...)
 }
 
 // Flush implements pipeline.Repartition.
@@ -222,12 +219,13 @@ func (r *Repartition) read(p int, rd *repReader, deliver func([]pipeline.Exchang
 	const maxBatch = 1024
 	batch := make([]pipeline.ExchangeMessage, 0, maxBatch)
 	add := func(m *sarama.ConsumerMessage) {
-		em, err := decodeExchange(m)
-		if err != nil {
+		var err error
+		n := len(batch)
+		if batch, err = appendExchangeMessages(batch, m); err != nil {
+			clear(batch[n:])
+			batch = batch[:n]
 			r.logger.Warn("not a Sluice exchange message; skipped", "partition", p, "offset", m.Offset, "err", err)
-			return
 		}
-		batch = append(batch, em)
 	}
 	for {
 		select {
@@ -319,71 +317,109 @@ func (t *internTable) intern(b []byte) string {
 	return s
 }
 
-// decodeExchange reads an exchange message's headers.
-func decodeExchange(m *sarama.ConsumerMessage) (pipeline.ExchangeMessage, error) {
-	em := pipeline.ExchangeMessage{Partition: int(m.Partition), Offset: m.Offset, Payload: m.Value}
-	var err error
-	num := func(v []byte) int64 {
-		n, perr := strconv.ParseInt(string(v), 10, 64)
-		if perr != nil && err == nil {
-			err = perr
-		}
-		return n
-	}
-	seen := 0
+// DecodeExchangeMessage returns the exchange messages that a message of a
+// repartition topic carries, in order; every one but the last has More
+// set. Their payloads share m.Value's memory.
+func DecodeExchangeMessage(m *sarama.ConsumerMessage) ([]pipeline.ExchangeMessage, error) {
+	return appendExchangeMessages(nil, m)
+}
+
+// appendExchangeMessages appends the exchange messages of m to dst.
+func appendExchangeMessages(dst []pipeline.ExchangeMessage, m *sarama.ConsumerMessage) ([]pipeline.ExchangeMessage, error) {
+	format := ""
 	for _, h := range m.Headers {
-		if h == nil {
-			continue
-		}
-		switch string(h.Key) {
-		case HeaderExchangeKind:
-			seen++
-			switch string(h.Value) {
-			case "event":
-				em.Kind = pipeline.ExchangeEvent
-			case "record":
-				em.Kind = pipeline.ExchangeRecord
-			case "watermark":
-				em.Kind = pipeline.ExchangeWatermark
-			default:
-				return em, fmt.Errorf("unknown kind %q", h.Value)
-			}
-		case HeaderExchangeOperator:
-			seen++
-			em.Operator = int(num(h.Value))
-		case HeaderExchangeOperatorID:
-			em.OperatorID = opIDs.intern(h.Value)
-		case HeaderExchangeOrigin:
-			seen++
-			em.Origin = int(num(h.Value))
-		case HeaderExchangeWatermark:
-			em.Watermark = num(h.Value)
-		case HeaderExchangeKey:
-			em.Key = string(h.Value)
-		case HeaderExchangePosition:
-			v := h.Value
-			i := bytes.IndexByte(v, '/')
-			j := -1
-			if i >= 0 {
-				if k := bytes.IndexByte(v[i+1:], '/'); k >= 0 {
-					j = i + 1 + k
-				}
-			}
-			if j < 0 {
-				return em, fmt.Errorf("bad position %q", v)
-			}
-			em.Position.Space = uint8(num(v[:i]))
-			em.Position.Offset = num(v[i+1 : j])
-			em.Position.Index = uint32(num(v[j+1:]))
+		if h != nil && string(h.Key) == HeaderExchange {
+			format = string(h.Value)
 		}
 	}
-	if err != nil {
-		return em, err
+	if format != exchangeFormat {
+		return dst, fmt.Errorf("format %q, want %q in header %s", format, exchangeFormat, HeaderExchange)
 	}
-	if seen < 3 {
-		return em, errors.New("missing headers")
+	d := entryDecoder{data: m.Value}
+	first := len(dst)
+	for len(d.data) > 0 && d.err == nil {
+		em := pipeline.ExchangeMessage{Partition: int(m.Partition), Offset: m.Offset}
+		em.Kind = pipeline.ExchangeKind(d.byte())
+		if (em.Kind < pipeline.ExchangeEvent || em.Kind > pipeline.ExchangeWatermark) && d.err == nil {
+			d.err = fmt.Errorf("unknown kind %d", em.Kind)
+		}
+		em.Operator = int(d.uvarint())
+		em.OperatorID = opIDs.intern(d.bytes())
+		em.Origin = int(d.uvarint())
+		if em.Kind == pipeline.ExchangeWatermark {
+			em.Watermark = d.varint()
+		} else {
+			em.Position.Space = d.byte()
+			em.Position.Offset = d.varint()
+			em.Position.Index = uint32(d.uvarint())
+			em.Key = string(d.bytes())
+			em.Payload = d.bytes()
+		}
+		dst = append(dst, em)
 	}
-	return em, nil
+	if d.err != nil {
+		return dst, fmt.Errorf("entry %d: %w", len(dst)-first, d.err)
+	}
+	if len(dst) == first {
+		return dst, errors.New("no entries")
+	}
+	for i := first; i < len(dst)-1; i++ {
+		dst[i].More = true
+	}
+	return dst, nil
+}
+
+// entryDecoder reads the fields of batch entries; after an error it reads
+// zeros.
+type entryDecoder struct {
+	data []byte
+	err  error
+}
+
+var errTruncated = errors.New("truncated entry")
+
+func (d *entryDecoder) byte() uint8 {
+	if len(d.data) == 0 {
+		d.err = cmp.Or(d.err, errTruncated)
+		return 0
+	}
+	b := d.data[0]
+	d.data = d.data[1:]
+	return b
+}
+
+func (d *entryDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.data)
+	if n <= 0 {
+		d.err = cmp.Or(d.err, errTruncated)
+		d.data = nil
+		return 0
+	}
+	d.data = d.data[n:]
+	return v
+}
+
+func (d *entryDecoder) varint() int64 {
+	v, n := binary.Varint(d.data)
+	if n <= 0 {
+		d.err = cmp.Or(d.err, errTruncated)
+		d.data = nil
+		return 0
+	}
+	d.data = d.data[n:]
+	return v
+}
+
+func (d *entryDecoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.data)) {
+		d.err = cmp.Or(d.err, errTruncated)
+		d.data = nil
+		return nil
+	}
+	b := d.data[:n:n]
+	d.data = d.data[n:]
+	return b
 }
 
 var _ pipeline.Repartition = (*Repartition)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,32 +80,35 @@ func TestRepartitionTopicDeduplicates(t *testing.T) {
 	// positions of each origin increase in each partition.
 	first := consumeAll(t, brokers, repTopic)
 	var dups []*sarama.ProducerMessage
-	last := map[string]string{}
+	last := map[string]pipeline.ExchangePosition{}
+	exchanged := 0
 	for _, m := range first {
-		if m.headers[kafka.HeaderExchangeKind] != "event" {
-			continue
+		for _, e := range exchangeMessages(t, m) {
+			if e.Kind != pipeline.ExchangeEvent {
+				continue
+			}
+			exchanged++
+			if want := pipeline.PartitionOf(e.Key, parts); e.Partition != want {
+				t.Fatalf("exchanged event of group %q in partition %d, want %d", e.Key, e.Partition, want)
+			}
+			if e.OperatorID != "views_1h" {
+				t.Fatalf("exchanged event for operator %q", e.OperatorID)
+			}
+			stream := fmt.Sprint(e.Partition, "/", e.Origin)
+			if prev, ok := last[stream]; ok && !positionAfter(e.Position, prev) {
+				t.Fatalf("stream %s: position %+v after %+v", stream, e.Position, prev)
+			}
+			last[stream] = e.Position
 		}
-		key := m.headers[kafka.HeaderExchangeKey]
-		if want := int32(pipeline.PartitionOf(key, parts)); m.partition != want || m.key != key {
-			t.Fatalf("exchanged event of group %q (message key %q) in partition %d, want %d", key, m.key, m.partition, want)
-		}
-		if m.headers[kafka.HeaderExchangeOperatorID] != "views_1h" {
-			t.Fatalf("exchanged event for operator %q", m.headers[kafka.HeaderExchangeOperatorID])
-		}
-		stream := fmt.Sprint(m.partition, "/", m.headers[kafka.HeaderExchangeOrigin])
-		pos := m.headers[kafka.HeaderExchangePosition]
-		if prev, ok := last[stream]; ok && !positionAfter(t, pos, prev) {
-			t.Fatalf("stream %s: position %s after %s", stream, pos, prev)
-		}
-		last[stream] = pos
-		pm := &sarama.ProducerMessage{Topic: repTopic, Partition: m.partition, Key: sarama.StringEncoder(m.key), Value: sarama.ByteEncoder(m.value)}
+		// The crashed sender's replay: the same batches again.
+		pm := &sarama.ProducerMessage{Topic: repTopic, Partition: m.partition, Value: sarama.ByteEncoder(m.value)}
 		for hk, hv := range m.headers {
 			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(hk), Value: []byte(hv)})
 		}
 		dups = append(dups, pm)
 	}
-	if len(dups) == 0 {
-		t.Fatal("no exchanged event in the repartition topic")
+	if exchanged == 0 || len(first) >= exchanged {
+		t.Fatalf("%d exchanged events in %d messages: want events, several per message", exchanged, len(first))
 	}
 	pub, err := kafka.NewPublisher(kafka.PublisherConfig{ClientConfig: kafka.ClientConfig{Brokers: brokers}, Partitioner: sarama.NewManualPartitioner})
 	if err != nil {
@@ -130,8 +132,10 @@ func TestRepartitionTopicDeduplicates(t *testing.T) {
 	// Every partition got the final watermark of every origin.
 	final := map[string]bool{}
 	for _, m := range consumeAll(t, brokers, repTopic) {
-		if m.headers[kafka.HeaderExchangeKind] == "watermark" && m.headers[kafka.HeaderExchangeWatermark] == strconv.FormatInt(math.MaxInt64, 10) {
-			final[fmt.Sprint(m.partition, "/", m.headers[kafka.HeaderExchangeOrigin])] = true
+		for _, e := range exchangeMessages(t, m) {
+			if e.Kind == pipeline.ExchangeWatermark && e.Watermark == math.MaxInt64 {
+				final[fmt.Sprint(e.Partition, "/", e.Origin)] = true
+			}
 		}
 	}
 	if len(final) != parts*parts {
@@ -139,28 +143,29 @@ func TestRepartitionTopicDeduplicates(t *testing.T) {
 	}
 }
 
-// positionAfter reports whether origin position a (space/offset/index)
-// comes after b in the same space.
-func positionAfter(t *testing.T, a, b string) bool {
+// exchangeMessages decodes a message of the repartition topic.
+func exchangeMessages(t *testing.T, c consumed) []pipeline.ExchangeMessage {
 	t.Helper()
-	parse := func(s string) [3]int64 {
-		f := strings.Split(s, "/")
-		if len(f) != 3 {
-			t.Fatalf("bad position %q", s)
-		}
-		var out [3]int64
-		for i := range f {
-			v, err := strconv.ParseInt(f[i], 10, 64)
-			if err != nil {
-				t.Fatalf("bad position %q", s)
-			}
-			out[i] = v
-		}
-		return out
+	m := &sarama.ConsumerMessage{Partition: c.partition, Offset: c.offset, Key: []byte(c.key), Value: c.value}
+	for hk, hv := range c.headers {
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(hk), Value: []byte(hv)})
 	}
-	pa, pb := parse(a), parse(b)
-	if pa[0] != pb[0] {
+	ems, err := kafka.DecodeExchangeMessage(m)
+	if err != nil {
+		t.Fatalf("repartition partition %d offset %d: %v", c.partition, c.offset, err)
+	}
+	for i, e := range ems {
+		if e.More != (i < len(ems)-1) || e.Offset != c.offset || int32(e.Partition) != c.partition {
+			t.Fatalf("message %d of the batch at %d/%d: more %v, at %d/%d", i, c.partition, c.offset, e.More, e.Partition, e.Offset)
+		}
+	}
+	return ems
+}
+
+// positionAfter reports whether origin position a comes after b.
+func positionAfter(a, b pipeline.ExchangePosition) bool {
+	if a.Space != b.Space {
 		return true
 	}
-	return pa[1] > pb[1] || (pa[1] == pb[1] && pa[2] > pb[2])
+	return a.Offset > b.Offset || (a.Offset == b.Offset && a.Index > b.Index)
 }
