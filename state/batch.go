@@ -52,8 +52,13 @@ func (b *Batch) Commit() error {
 	return nil
 }
 
-// Close releases the batch; uncommitted writes are discarded.
+// Close releases the batch; uncommitted writes are discarded. Its buffer
+// serves the DB's next batch.
 func (b *Batch) Close() error {
+	b.b.Reset()
+	if b.db.spare.CompareAndSwap(nil, b.b) {
+		return nil
+	}
 	if err := b.b.Close(); err != nil {
 		return fmt.Errorf("state: close batch: %w", err)
 	}

@@ -107,7 +107,14 @@ type DB struct {
 	closed atomic.Bool
 	// lastBatch is the size in bytes of the last batch committed.
 	lastBatch atomic.Int64
+	// spare is a closed batch kept, with its buffer, for the next
+	// NewBatch: a checkpoint's batch takes megabytes, which would
+	// otherwise be allocated and zeroed anew at every checkpoint.
+	spare atomic.Pointer[pebble.Batch]
 }
+
+// maxSpareBatchBytes is the largest batch buffer kept for reuse.
+const maxSpareBatchBytes = 64 << 20
 
 // Open opens (creating if needed) the state store in dir.
 func Open(dir string, opts ...Option) (*DB, error) {
@@ -142,6 +149,9 @@ func Open(dir string, opts ...Option) (*DB, error) {
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("state: close %s: already closed", db.dir)
+	}
+	if pb := db.spare.Swap(nil); pb != nil {
+		_ = pb.Close() // a reset batch: nothing to discard
 	}
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("state: close %s: %w", db.dir, err)
@@ -198,11 +208,17 @@ func (db *DB) scanTag(tag byte, fn func(id uint32, v int64)) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
-// NewBatch starts an atomic commit. The batch starts at the size of the
-// last one committed, so that a checkpoint's batch does not grow by
-// doubling, copying itself each time.
+// NewBatch starts an atomic commit. The batch reuses the buffer of the
+// last one closed, or starts at the size of the last one committed, so
+// that a checkpoint's batch does not grow by doubling, copying itself each
+// time.
 func (db *DB) NewBatch() *Batch {
-	return &Batch{db: db, b: db.pdb.NewBatchWithSize(int(db.lastBatch.Load()))}
+	if pb := db.spare.Swap(nil); pb != nil {
+		return &Batch{db: db, b: pb}
+	}
+	return &Batch{db: db, b: db.pdb.NewBatch(
+		pebble.WithInitialSizeBytes(int(db.lastBatch.Load())),
+		pebble.WithMaxRetainedSizeBytes(maxSpareBatchBytes))}
 }
 
 // Partition returns the handle of partition id, creating it on the first
