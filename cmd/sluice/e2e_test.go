@@ -211,10 +211,22 @@ func sameRecordsForEveryPartitionCount(t *testing.T, makeSpec func(dir string) s
 	}
 }
 
+// TestBadInputIsDeadLetteredAndTheRestProcessed runs bad input amid
+// enough good events that the file source delivers it in a batch of 1024
+// lines, which is decoded on several goroutines.
 func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 	dir := t.TempDir()
 	good := func(id, user string, ts string) string {
 		return fmt.Sprintf(`{"event_id":%q,"type":"page_viewed","user_id":%q,"timestamp":%q}`, id, user, ts)
+	}
+	padded := 0 // good events around the interesting ones
+	padding := func(n int) []string {
+		var out []string
+		for range n {
+			out = append(out, good(fmt.Sprintf("pad-%d", padded), fmt.Sprintf("u%d", padded%50), "2026-11-28T09:00:00Z"))
+			padded++
+		}
+		return out
 	}
 	lines := []string{
 		good("ok-1", "u1", "2026-11-28T10:00:00Z"),
@@ -222,12 +234,16 @@ func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 		`{"type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:01Z"}`,
 		`{"event_id":"no-key","type":"page_viewed","timestamp":"2026-11-28T10:00:01Z"}`,
 		`{"event_id":"bad-ts","type":"page_viewed","user_id":"u1","timestamp":"yesterday"}`,
-		`{"event_id":"big","type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:02Z","properties":{"blob":"` + strings.Repeat("x", 2<<20) + `"}}`,
 		good("ok-2", "u2", "2026-11-28T10:00:03Z"),
 		good("old", "u3", "1970-01-01T00:00:15Z"),
 		`{"event_id":"wrong-type","type":"product_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:04Z","product":{"id":"p1","price":"cheap"}}`,
 		good("ok-3", "u1", "2026-11-28T10:00:05Z"),
 	}
+	// The batch of the first 1024 lines holds the bad lines above; the
+	// oversized one, longer than the source's read buffer, comes after.
+	lines = slices.Concat(padding(300), lines, padding(1500),
+		[]string{`{"event_id":"big","type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:02Z","properties":{"blob":"` + strings.Repeat("x", 2<<20) + `"}}`},
+		padding(500))
 	events := filepath.Join(dir, "events.jsonl")
 	if err := os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -274,11 +290,15 @@ func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 			t.Errorf("no dead letter for %s", frag)
 		}
 	}
-	if !strings.Contains(stderr, "6 dead-lettered") || !strings.Contains(stderr, "4 events in") {
-		t.Errorf("summary does not count 4 events and 6 dead letters:\n%s", stderr)
+	if want := fmt.Sprintf("%d events in", 4+padded); !strings.Contains(stderr, "6 dead-lettered") || !strings.Contains(stderr, want) {
+		t.Errorf("summary does not count %d events and 6 dead letters:\n%s", 4+padded, stderr)
 	}
 	recs := readRecords(t, filepath.Join(dir, "out.jsonl"))
-	for _, id := range []string{"ok-1", "ok-2", "old", "ok-3"} {
+	ids := []string{"ok-1", "ok-2", "old", "ok-3"}
+	for i := range padded {
+		ids = append(ids, fmt.Sprintf("pad-%d", i))
+	}
+	for _, id := range ids {
 		if _, ok := recs[id+"/all/1"]; !ok {
 			t.Errorf("valid event %s was not processed; records: %v", id, slices.Collect(mapsKeys(recs)))
 		}
