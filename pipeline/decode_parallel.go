@@ -20,8 +20,8 @@ const minDecodeChunk = 256
 // events are routed afterwards in batch order, so nothing is reordered.
 func decodeAll(ss *splitState, batch []Message) bool {
 	k := min(runtime.GOMAXPROCS(0), len(batch)/minDecodeChunk)
-	if k < 2 {
-		return false
+	if k < 2 || batch[0].Event != nil {
+		return false // a source that decodes its events hands them all so
 	}
 	n := len(batch)
 	ss.decoded = slices.Grow(ss.decoded[:0], n)[:n]

@@ -70,4 +70,12 @@ func TestDecodeAllMatchesOneByOne(t *testing.T) {
 	if decodeAll(ss, small) {
 		t.Errorf("a batch of %d was decoded in parallel: chunks of at least %d", len(small), minDecodeChunk)
 	}
+	ev := decode(t, benchEvent)
+	pre := make([]Message, 2*minDecodeChunk)
+	for i := range pre {
+		pre[i] = Message{Event: &ev, Offset: int64(5000 + i)}
+	}
+	if decodeAll(ss, pre) {
+		t.Errorf("a batch of pre-decoded events went to the decoding goroutines")
+	}
 }
