@@ -34,8 +34,9 @@ const HeaderExchange = "sluice_exchange"
 const exchangeFormat = "1"
 
 // maxExchangeBatch is the size past which a batch is closed and the next
-// entries to its partition go in another (the producer's limit is 4 MiB).
-const maxExchangeBatch = 1 << 20
+// entries to its partition go in another: well under the 1 MB a broker
+// takes by default (message.max.bytes).
+const maxExchangeBatch = 256 << 10
 
 var (
 	hkExchange   = []byte(HeaderExchange)
