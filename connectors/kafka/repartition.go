@@ -400,15 +400,10 @@ func (d *entryDecoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads what binary.AppendVarint wrote: a zig-zag encoded uvarint.
 func (d *entryDecoder) varint() int64 {
-	v, n := binary.Varint(d.data)
-	if n <= 0 {
-		d.err = cmp.Or(d.err, errTruncated)
-		d.data = nil
-		return 0
-	}
-	d.data = d.data[n:]
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func (d *entryDecoder) bytes() []byte {
