@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ func benchCmd() *cobra.Command {
 		ckpt       time.Duration
 		cpuprofile string
 		dir        string
+		repeat     int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [engine|e2e|retail|all]",
@@ -47,7 +49,11 @@ func benchCmd() *cobra.Command {
 
 Latency is event-to-output: from the source handing a batch to the runtime
 to the sink receiving the record. As fast as possible it is mostly queueing;
-the fixed-rate run shows what an event sees when the pipeline keeps up.`,
+the fixed-rate run shows what an event sees when the pipeline keeps up.
+
+On a shared machine one run's ratio to the limit moves by several points;
+--repeat N runs the limit loop and the file pipelines N times in turn and
+reports every ratio and their median.`,
 		Args:      cobra.MatchAll(cobra.MaximumNArgs(1), cobra.OnlyValidArgs),
 		ValidArgs: []string{"engine", "e2e", "retail", "all"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,9 +63,12 @@ the fixed-rate run shows what an event sees when the pipeline keeps up.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if repeat < 1 {
+				return fmt.Errorf("--repeat %d: at least 1", repeat)
+			}
 			b := &bench{
 				out: cmd.OutOrStdout(), log: cmd.ErrOrStderr(),
-				events: events, partitions: partitions, users: users, rate: rate, ckpt: ckpt, dir: dir,
+				events: events, partitions: partitions, users: users, rate: rate, ckpt: ckpt, dir: dir, repeat: repeat,
 			}
 			return b.run(ctx, which, cpuprofile)
 		},
@@ -72,6 +81,7 @@ the fixed-rate run shows what an event sees when the pipeline keeps up.`,
 	f.DurationVar(&ckpt, "checkpoint-interval", benchmarks.DefaultCheckpointDur, "time between checkpoints")
 	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the measured runs to `file`")
 	f.StringVar(&dir, "dir", "", "directory for temporary state and files (default: the system's)")
+	f.IntVar(&repeat, "repeat", 1, "run the limit loop and the file pipelines this many times, in turn, and report the median ratio")
 	return cmd
 }
 
@@ -83,6 +93,7 @@ type bench struct {
 	rate       float64
 	ckpt       time.Duration
 	dir        string
+	repeat     int
 }
 
 func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
@@ -153,48 +164,73 @@ func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
 		}
 	}
 	var (
-		ratio, retailRatio float64
-		retail             *benchmarks.RetailResult
-		lim                benchmarks.Result
+		e2eRatios, retailRatios []float64
+		retail                  *benchmarks.RetailResult
 	)
-	if e2e != nil {
+	for rep := 0; e2e != nil && rep < b.repeat; rep++ {
+		suffix := ""
+		if b.repeat > 1 {
+			suffix = fmt.Sprintf(" #%d", rep+1)
+		}
 		fmt.Fprintf(b.log, "limit loop on %d goroutines over %d events (%s MiB)...\n", runtime.GOMAXPROCS(0), e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
-		if lim, err = e2e.RunLimit(ctx); err != nil {
-			return err
-		}
-	}
-	if e2e != nil && which != "retail" {
-		fmt.Fprintf(b.log, "e2e: pipeline over %d events (%s MiB)...\n", e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
-		res, err := e2e.RunPipeline(ctx)
+		lim, err := e2e.RunLimit(ctx)
 		if err != nil {
 			return err
 		}
-		ratio = res.EventsPerSec / lim.EventsPerSec
-		rows = append(rows, row{name: "e2e, file to file", res: res})
-	}
-	if e2e != nil && (which == "retail" || which == "all") {
-		fmt.Fprintf(b.log, "retail: the five-operator pipeline over %d events...\n", e2e.Events())
-		res, err := e2e.RunRetail(ctx)
-		if err != nil {
-			return err
+		if which != "retail" {
+			fmt.Fprintf(b.log, "e2e: pipeline over %d events (%s MiB)...\n", e2e.Events(), strconv.FormatInt(e2e.InputBytes()>>20, 10))
+			res, err := e2e.RunPipeline(ctx)
+			if err != nil {
+				return err
+			}
+			e2eRatios = append(e2eRatios, res.EventsPerSec/lim.EventsPerSec)
+			rows = append(rows, row{name: "e2e, file to file" + suffix, res: res})
 		}
-		retail = &res
-		retailRatio = res.EventsPerSec / lim.EventsPerSec
-		rows = append(rows, row{name: "retail, file to file", res: res.Result})
+		if which == "retail" || which == "all" {
+			fmt.Fprintf(b.log, "retail: the five-operator pipeline over %d events...\n", e2e.Events())
+			res, err := e2e.RunRetail(ctx)
+			if err != nil {
+				return err
+			}
+			retail = &res
+			retailRatios = append(retailRatios, res.EventsPerSec/lim.EventsPerSec)
+			rows = append(rows, row{name: "retail, file to file" + suffix, res: res.Result})
+		}
+		rows = append(rows, row{name: fmt.Sprintf("limit, %d goroutines", runtime.GOMAXPROCS(0)) + suffix, res: lim})
 	}
-	if e2e != nil {
-		rows = append(rows, row{name: fmt.Sprintf("limit, %d goroutines", runtime.GOMAXPROCS(0)), res: lim})
+	b.print(rows)
+	if len(e2eRatios) > 0 {
+		fmt.Fprintln(b.out)
+		b.printRatios("e2e / limit", e2eRatios)
 	}
-	b.print(rows, ratio, e2e != nil && which != "retail")
 	if retail != nil {
-		b.printRetail(retail, retailRatio)
+		b.printRatios("retail / limit", retailRatios)
+		b.printRetail(retail)
 	}
 	return nil
 }
 
-func (b *bench) printRetail(r *benchmarks.RetailResult, ratio float64) {
+// printRatios prints a pipeline's ratios to the limit loop and, for
+// several, their median.
+func (b *bench) printRatios(name string, ratios []float64) {
+	if len(ratios) == 1 {
+		fmt.Fprintf(b.out, "%s: %.1f%% (target >= 50%%)\n", name, ratios[0]*100)
+		return
+	}
+	parts := make([]string, len(ratios))
+	for i, r := range ratios {
+		parts[i] = fmt.Sprintf("%.1f%%", r*100)
+	}
+	sorted := slices.Sorted(slices.Values(ratios))
+	median := sorted[len(sorted)/2]
+	if len(sorted)%2 == 0 {
+		median = (sorted[len(sorted)/2-1] + median) / 2
+	}
+	fmt.Fprintf(b.out, "%s: median %.1f%% of %d runs (%s) (target >= 50%%)\n", name, median*100, len(ratios), strings.Join(parts, ", "))
+}
+
+func (b *bench) printRetail(r *benchmarks.RetailResult) {
 	s := r.State
-	fmt.Fprintf(b.out, "retail / limit: %.1f%% (target >= 50%%)\n", ratio*100)
 	fmt.Fprintf(b.out, "retail: %s records (%.2f per event), output %s MiB\n",
 		thousands(r.Records), float64(r.Records)/float64(max(r.Events, 1)), strconv.FormatInt(r.OutputBytes>>20, 10))
 	fmt.Fprintf(b.out, "retail state after the final checkpoint: %s keys (%s shoppers); encoded keys+values %s B (%s B of shoppers); Pebble on disk after compaction %s B\n",
@@ -217,7 +253,7 @@ type row struct {
 	res  benchmarks.Result
 }
 
-func (b *bench) print(rows []row, ratio float64, e2e bool) {
+func (b *bench) print(rows []row) {
 	fmt.Fprintf(b.out, "\n%s %s/%s, GOMAXPROCS %d, %s; %d partitions, %d users, checkpoint every %s\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), cpuModel(), b.partitions, b.users, b.ckpt)
 	tw := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -236,9 +272,6 @@ func (b *bench) print(rows []row, ratio float64, e2e bool) {
 			cpuPerEvent(res.CPUPerEvent), res.AllocsPerEvent, res.BytesPerEvent, p50, p99, p999, mx, ckpts)
 	}
 	tw.Flush()
-	if e2e {
-		fmt.Fprintf(b.out, "\ne2e / limit: %.1f%% (target >= 50%%)\n", ratio*100)
-	}
 	for _, r := range rows {
 		if r.res.Latency.Stale > 0 {
 			fmt.Fprintf(b.out, "warning: %s: %d latencies lost to the source's event pool coming round; the quantiles are low\n", r.name, r.res.Latency.Stale)
