@@ -86,7 +86,7 @@ func OpenChangelog(cc ClientConfig, topic string, nparts int, logger *slog.Logge
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 5
-	sc.Producer.MaxMessageBytes = 4 << 20
+	sc.Producer.MaxMessageBytes = maxProducerBytes
 	// A checkpoint's changes go in requests of at most 1000 records, so
 	// that a broker serves the pipeline's other requests in between.
 	sc.Producer.Flush.MaxMessages = 1000

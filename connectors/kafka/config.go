@@ -16,6 +16,11 @@ import (
 	"github.com/sluicehq/sluice/pipeline"
 )
 
+// maxProducerBytes caps what a producer puts in one record batch for one
+// partition (sarama's Producer.MaxMessageBytes): a stock broker refuses
+// batches over message.max.bytes, 1,048,588 bytes by default.
+const maxProducerBytes = 1_000_000
+
 // DefaultVersion is the Kafka protocol version the connectors speak unless
 // a config's `version` says otherwise.
 var DefaultVersion = sarama.V3_6_0_0

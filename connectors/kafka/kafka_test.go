@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -81,6 +82,49 @@ func TestPoisonMessageIsDeadLettered(t *testing.T) {
 	}
 	if r := dead[1].headers[kafka.HeaderReason]; !strings.Contains(r, "timestamp") {
 		t.Errorf("reason %q does not name the timestamp", r)
+	}
+}
+
+// TestDeadLetterTooLargeIsTruncated writes a dead letter longer than a
+// Kafka message may be: it arrives with the start of the input and its
+// length, and the sink goes on.
+func TestDeadLetterTooLargeIsTruncated(t *testing.T) {
+	brokers, _ := testBrokers(t)
+	topic := uniqueName(t) + "-dead"
+	if err := kafka.EnsureTopic(kafka.ClientConfig{Brokers: brokers}, topic, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := kafka.OpenDeadLetter(kafka.DeadLetterConfig{ClientConfig: kafka.ClientConfig{Brokers: brokers}, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	letters := []pipeline.DeadLetter{
+		{Reason: "event too large", Split: 0, Offset: 7, Payload: big},
+		{Reason: "not JSON", Split: 0, Offset: 8, Payload: []byte("nope")},
+	}
+	if err := dl.WriteDeadLetters(letters); err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	dead := consumeAll(t, brokers, topic)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	d := dead[0]
+	if len(d.value) >= 1_000_000 || len(d.value) < 900_000 || !bytes.HasPrefix(big, d.value) {
+		t.Errorf("truncated dead letter: %d bytes, a prefix of the input: %v", len(d.value), bytes.HasPrefix(big, d.value))
+	}
+	if got := d.headers[kafka.HeaderTruncated]; got != fmt.Sprint(len(big)) {
+		t.Errorf("header %s = %q, want %d", kafka.HeaderTruncated, got, len(big))
+	}
+	if d.headers[kafka.HeaderReason] != "event too large" || d.headers[kafka.HeaderOffset] != "7" {
+		t.Errorf("headers %v", d.headers)
+	}
+	if string(dead[1].value) != "nope" || dead[1].headers[kafka.HeaderTruncated] != "" {
+		t.Errorf("second dead letter: %q %v", dead[1].value, dead[1].headers)
 	}
 }
 

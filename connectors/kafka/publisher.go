@@ -91,7 +91,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		sc.Producer.RequiredAcks = sarama.WaitForAll
 	}
 	sc.Producer.Flush.Frequency = 0
-	sc.Producer.MaxMessageBytes = 4 << 20
+	sc.Producer.MaxMessageBytes = maxProducerBytes
 	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -269,7 +269,10 @@ func retriable(err error) bool {
 			return false
 		}
 	}
-	return !errors.Is(err, sarama.ErrMessageSizeTooLarge)
+	// The producer refuses a message over Producer.MaxMessageBytes with a
+	// ConfigurationError: it never passes by itself.
+	var cerr sarama.ConfigurationError
+	return !errors.As(err, &cerr) && !errors.Is(err, sarama.ErrMessageSizeTooLarge)
 }
 
 var _ message.Publisher = (*Publisher)(nil)

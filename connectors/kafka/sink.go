@@ -21,7 +21,15 @@ const (
 	// rejected an event.
 	HeaderSplit  = "sluice_split"
 	HeaderOffset = "sluice_offset"
+	// HeaderTruncated is set on a dead letter whose input was longer than
+	// a Kafka message may be: the input's length in bytes; the value holds
+	// its first maxDeadLetterBytes bytes.
+	HeaderTruncated = "sluice_truncated"
 )
+
+// maxDeadLetterBytes is the most of an input that a dead letter carries,
+// so that with its headers it stays within maxProducerBytes.
+const maxDeadLetterBytes = maxProducerBytes - 64<<10
 
 var uuidHeader = []byte(wkafka.UUIDHeaderKey)
 
@@ -139,19 +147,28 @@ func OpenDeadLetter(cfg DeadLetterConfig) (*DeadLetterSink, error) {
 }
 
 // WriteDeadLetters hands the letters to the background sender: value = the
-// raw input, headers = reason, split and offset.
+// raw input, headers = reason, split and offset (and the input's length
+// when it had to be truncated).
 func (s *DeadLetterSink) WriteDeadLetters(letters []pipeline.DeadLetter) error {
 	msgs := make([]*sarama.ProducerMessage, len(letters))
 	for i := range letters {
 		l := &letters[i]
+		payload := l.Payload
+		headers := []sarama.RecordHeader{
+			{Key: []byte(HeaderReason), Value: []byte(l.Reason)},
+			{Key: []byte(HeaderSplit), Value: strconv.AppendInt(nil, int64(l.Split), 10)},
+			{Key: []byte(HeaderOffset), Value: strconv.AppendInt(nil, l.Offset, 10)},
+		}
+		if len(payload) > maxDeadLetterBytes {
+			// The broker would refuse it, and the run would stop on one
+			// bad input: keep its start and say how long it was.
+			headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderTruncated), Value: strconv.AppendInt(nil, int64(len(payload)), 10)})
+			payload = payload[:maxDeadLetterBytes]
+		}
 		msgs[i] = &sarama.ProducerMessage{
-			Topic: s.topic,
-			Value: sarama.ByteEncoder(append([]byte(nil), l.Payload...)),
-			Headers: []sarama.RecordHeader{
-				{Key: []byte(HeaderReason), Value: []byte(l.Reason)},
-				{Key: []byte(HeaderSplit), Value: strconv.AppendInt(nil, int64(l.Split), 10)},
-				{Key: []byte(HeaderOffset), Value: strconv.AppendInt(nil, l.Offset, 10)},
-			},
+			Topic:   s.topic,
+			Value:   sarama.ByteEncoder(append([]byte(nil), payload...)),
+			Headers: headers,
 		}
 	}
 	if err := s.pub.Enqueue(msgs); err != nil {
