@@ -53,13 +53,18 @@ func (b *Batch) Commit() error {
 }
 
 // Close releases the batch; uncommitted writes are discarded. Its buffer
-// serves the DB's next batch.
+// serves the DB's next batch. Closing it again does nothing.
 func (b *Batch) Close() error {
-	b.b.Reset()
-	if b.db.spare.CompareAndSwap(nil, b.b) {
+	pb := b.b
+	if pb == nil {
 		return nil
 	}
-	if err := b.b.Close(); err != nil {
+	b.b = nil // the DB's next batch may be this one
+	pb.Reset()
+	if b.db.spare.CompareAndSwap(nil, pb) {
+		return nil
+	}
+	if err := pb.Close(); err != nil {
 		return fmt.Errorf("state: close batch: %w", err)
 	}
 	return nil

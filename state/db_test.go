@@ -430,3 +430,46 @@ func TestDiskSize(t *testing.T) {
 		t.Error("DiskSize = 0 for an open store")
 	}
 }
+
+// TestBatchReuse closes batches, once committed and once abandoned, some
+// twice: the next batches start empty and are never the same batch twice.
+func TestBatchReuse(t *testing.T) {
+	db := openTest(t, t.TempDir(), WithSync(SyncNever))
+	defer closeTest(t, db)
+	b1 := db.NewBatch()
+	b1.SetOffset(0, 1)
+	if err := b1.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := b1.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b2 := db.NewBatch() // b1's buffer
+	b2.SetOffset(0, 99)
+	for range 2 {
+		if err := b2.Close(); err != nil { // abandoned
+			t.Fatal(err)
+		}
+	}
+	b3, b4 := db.NewBatch(), db.NewBatch()
+	if b3.b == b4.b {
+		t.Fatal("two open batches share one Pebble batch")
+	}
+	if b3.Count() != 0 || b4.Count() != 0 {
+		t.Fatalf("new batches hold %d and %d writes, want none", b3.Count(), b4.Count())
+	}
+	b3.SetOffset(0, 3)
+	if err := b3.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := db.Offsets(); err != nil || offs[0] != 3 {
+		t.Fatalf("offsets %v, %v; want split 0 at 3 (the abandoned 99 discarded)", offs, err)
+	}
+	for _, b := range []*Batch{b3, b4} {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
