@@ -75,15 +75,7 @@ func TestAbandonCodec(t *testing.T) {
 // session, on the same products, leaves a record kept from the first one
 // as it was.
 func TestBrowseAbandonedKeepsItsViews(t *testing.T) {
-	plan, err := planOf(t, "abandonment_detector", "{browse_timeout: 30m, browse_min_views: 3, cooldown: 0}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
+	h := harnessOf(t, "op", "abandonment_detector", "{browse_timeout: 30m, browse_min_views: 3, cooldown: 0}")
 	at := pipelinetest.BaseDay.Add(10 * time.Hour)
 	browse := func(start time.Time, products ...string) {
 		events := make([]pipeline.Event, len(products))
@@ -120,11 +112,11 @@ func TestBrowseAbandonedKeepsItsViews(t *testing.T) {
 func TestConsentFilterConfig(t *testing.T) {
 	for _, with := range []string{"{}", "{purposes: []}", "{purposes: [a, a]}", `{purposes: [""]}`,
 		"{purposes: [a, b, c, d, e, f, g, h, i]}"} {
-		if _, err := planOf(t, "consent_filter", with); err == nil {
+		if _, err := planOf(t, "op", "consent_filter", with); err == nil {
 			t.Errorf("consent_filter with %s: no error", with)
 		}
 	}
-	if _, err := planOf(t, "consent_filter", "{purposes: [a, b, c, d, e, f, g, h]}"); err != nil {
+	if _, err := planOf(t, "op", "consent_filter", "{purposes: [a, b, c, d, e, f, g, h]}"); err != nil {
 		t.Errorf("8 purposes: %v", err)
 	}
 }
@@ -132,25 +124,13 @@ func TestConsentFilterConfig(t *testing.T) {
 func TestAbandonmentDetectorConfig(t *testing.T) {
 	for _, with := range []string{"{cart_timeout: -1m}", "{browse_timeout: -1s}", "{browse_min_views: -1}",
 		"{cooldown: -1h}", "{cart_timeout: soon}", "{cooldown_: 1h}"} {
-		if _, err := planOf(t, "abandonment_detector", with); err == nil {
+		if _, err := planOf(t, "op", "abandonment_detector", with); err == nil {
 			t.Errorf("abandonment_detector with %s: no error", with)
 		}
 	}
-	if _, err := planOf(t, "abandonment_detector", "{cart_timeout: 1h, browse_min_views: 5, browse_timeout: 10m, cooldown: 0}"); err != nil {
+	if _, err := planOf(t, "op", "abandonment_detector", "{cart_timeout: 1h, browse_min_views: 5, browse_timeout: 10m, cooldown: 0}"); err != nil {
 		t.Errorf("valid config: %v", err)
 	}
-}
-
-// planOf plans a pipeline of one operator of typ configured by with.
-func planOf(tb testing.TB, typ, with string) (*pipeline.Plan, error) {
-	tb.Helper()
-	spec := fmt.Sprintf("version: 1\nname: bench\nsource: {type: none}\npartitions: 1\nstate: {dir: %q, sync: never}\noperators:\n  - id: op\n    type: %s\n    with: %s\n",
-		tb.TempDir(), typ, with)
-	parsed, err := pipeline.ParseSpec([]byte(spec), "test.yaml")
-	if err != nil {
-		return nil, err
-	}
-	return pipeline.NewPlan(parsed)
 }
 
 // benchHarness runs b.N of events through a Harness holding one operator,
@@ -159,15 +139,7 @@ func planOf(tb testing.TB, typ, with string) (*pipeline.Plan, error) {
 // every 64 batches. It reports ns/event and allocs/event (unrounded: most
 // allocations are the Harness's per-batch copies of the events).
 func benchHarness(b *testing.B, typ, with string, events []pipeline.Event, step time.Duration) {
-	plan, err := planOf(b, typ, with)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
+	h := harnessOf(b, "op", typ, with)
 	const batch = 1024
 	base := pipelinetest.BaseDay
 	batches := 0
@@ -184,15 +156,8 @@ func benchHarness(b *testing.B, typ, with string, events []pipeline.Event, step 
 			e.Timestamp = base.Add(time.Duration(i+j) * step)
 			evs = append(evs, e)
 		}
-		h.Process(evs...)
-		h.AdvanceWatermark(evs[n-1].Timestamp.Add(-5 * time.Second))
-		_ = h.Records()
-		_ = h.DeadLetters()
-		if batches++; batches%64 == 0 {
-			if err := h.Checkpoint(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		benchBatch(b, h, evs, batches)
+		batches++
 	}
 	b.StopTimer()
 	runtime.ReadMemStats(&after)

@@ -26,18 +26,6 @@ func TestSegmentTransitioner(t *testing.T) {
 	pipelinetest.RunScripts(t, "testdata/segment_transitioner*.txt")
 }
 
-// segPlan plans a pipeline of one segment transitioner with id segs.
-func segPlan(tb testing.TB, with string) (*pipeline.Plan, error) {
-	tb.Helper()
-	spec := fmt.Sprintf("version: 1\nname: segs\nsource: {type: none}\npartitions: 1\nstate: {dir: %q, sync: never}\noperators:\n  - id: segs\n    type: segment_transitioner\n    with:\n%s\n",
-		tb.TempDir(), with)
-	parsed, err := pipeline.ParseSpec([]byte(spec), "test.yaml")
-	if err != nil {
-		return nil, err
-	}
-	return pipeline.NewPlan(parsed)
-}
-
 // segWith writes a with block of one segment with the given rules.
 func segWith(enter, exit string) string {
 	w := "      segments:\n        - name: s\n          enter: " + strconv.Quote(enter) + "\n"
@@ -69,7 +57,7 @@ func TestSegmentTransitionerBadConfig(t *testing.T) {
 		{"      session_gap: -1m\n      segments:\n        - {name: s, enter: 'true'}\n", "session_gap"},
 		{"      segments:\n        - {name: s, enter: 'true', when: x}\n", `unknown field "when"`},
 	} {
-		_, err := segPlan(t, tc.with)
+		_, err := planOf(t, "segs", "segment_transitioner", "\n"+tc.with)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: error %v, want one containing %q", tc.with, err, tc.err)
 			continue
@@ -79,7 +67,7 @@ func TestSegmentTransitionerBadConfig(t *testing.T) {
 			t.Errorf("%s: error %v does not name the operator and segment", tc.with, err)
 		}
 	}
-	if _, err := segPlan(t, segWith(`count("a", "1d") > 0 or sessions("2w") >= 1 and not (days_since("b") < 1.5)`, `sum("order.revenue", "a", "1d") > 10`)); err != nil {
+	if _, err := planOf(t, "segs", "segment_transitioner", "\n"+segWith(`count("a", "1d") > 0 or sessions("2w") >= 1 and not (days_since("b") < 1.5)`, `sum("order.revenue", "a", "1d") > 10`)); err != nil {
 		t.Errorf("valid config: %v", err)
 	}
 }
@@ -353,15 +341,7 @@ func BenchmarkSegmentTransitionerRetail(b *testing.B) {
 	}
 	_, block, _ = strings.Cut(block, "    with:\n")
 	block, _, _ = strings.Cut(block, "\n\n")
-	plan, err := segPlan(b, block)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
+	h := harnessOf(b, "segs", "segment_transitioner", "\n"+block)
 	g, err := generator.New(generator.Config{Users: 10000, Seed: 1})
 	if err != nil {
 		b.Fatal(err)
@@ -383,14 +363,7 @@ func BenchmarkSegmentTransitionerRetail(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		m0, c0 := ms.Mallocs, segProcessCPU()
 		b.StartTimer()
-		h.Process(evs[:n]...)
-		h.AdvanceWatermark(evs[n-1].Timestamp.Add(-5 * time.Second))
-		records += len(h.Records())
-		if batches%64 == 63 {
-			if err := h.Checkpoint(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		records += benchBatch(b, h, evs[:n], batches)
 		b.StopTimer()
 		cpu += segProcessCPU() - c0
 		runtime.ReadMemStats(&ms)
@@ -413,15 +386,7 @@ func BenchmarkSegmentTransitionerRetail(b *testing.B) {
 
 func benchSegments(b *testing.B, with string) {
 	const users = 10000
-	plan, err := segPlan(b, with)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
+	h := harnessOf(b, "segs", "segment_transitioner", "\n"+with)
 	mix := []string{
 		"product_viewed", "product_viewed", "product_viewed", "product_viewed", "product_viewed",
 		"product_viewed", "product_viewed", "product_viewed", "product_viewed", "product_viewed",
@@ -455,14 +420,7 @@ func benchSegments(b *testing.B, with string) {
 			e.Timestamp = base.Add(time.Duration(i+j) * step)
 			evs = append(evs, e)
 		}
-		h.Process(evs...)
-		h.AdvanceWatermark(evs[n-1].Timestamp.Add(-5 * time.Second))
-		records += len(h.Records())
-		if batches%64 == 63 {
-			if err := h.Checkpoint(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		records += benchBatch(b, h, evs, batches)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
@@ -721,25 +679,10 @@ func segCompareRandom(t *testing.T, seed uint64) {
 			with += "          exit: " + strconv.Quote(rule[1]) + "\n"
 		}
 	}
-	harness := func(typ string) *pipeline.Harness {
-		spec := fmt.Sprintf("version: 1\nname: segs\nsource: {type: none}\npartitions: 1\nstate: {dir: %q, sync: never}\noperators:\n  - id: segs\n    type: %s\n    with:\n%s\n",
-			t.TempDir(), typ, with)
-		parsed, err := pipeline.ParseSpec([]byte(spec), "test.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan, err := pipeline.NewPlan(parsed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := pipeline.NewHarness(plan)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close() })
-		return h
+	hs := [2]*pipeline.Harness{
+		harnessOf(t, "segs", "segment_transitioner", "\n"+with),
+		harnessOf(t, "segs", "segment_transitioner_reference", "\n"+with),
 	}
-	hs := [2]*pipeline.Harness{harness("segment_transitioner"), harness("segment_transitioner_reference")}
 	var log []string
 	check := func() {
 		t.Helper()

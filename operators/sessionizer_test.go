@@ -108,15 +108,7 @@ func TestSessionSummaryJSON(t *testing.T) {
 // stack (5 top categories, 8 searches), and a record kept after the key
 // has gone on to a new session still encodes as it did when emitted.
 func TestSessionEndedPayload(t *testing.T) {
-	plan, err := planOf(t, "sessionizer", "{gap: 30m}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = h.Close() }()
+	h := harnessOf(t, "op", "sessionizer", "{gap: 30m}")
 	at := pipelinetest.BaseDay.Add(10 * time.Hour)
 	var events []pipeline.Event
 	add := func(e pipeline.Event) {

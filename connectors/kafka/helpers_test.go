@@ -145,14 +145,7 @@ func genEvents(t *testing.T, n, users int) string {
 // runSpec runs a spec in this process to its end.
 func runSpec(t *testing.T, yamlSpec string) pipeline.Stats {
 	t.Helper()
-	plan, err := pipeline.ParsePlan([]byte(yamlSpec), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pipeline.NewRunner(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRunner(t, yamlSpec)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := r.Run(ctx); err != nil {
@@ -162,6 +155,20 @@ func runSpec(t *testing.T, yamlSpec string) pipeline.Stats {
 		t.Fatal("the run did not end")
 	}
 	return r.Stats()
+}
+
+// newRunner plans yamlSpec and makes its Runner.
+func newRunner(t *testing.T, yamlSpec string) *pipeline.Runner {
+	t.Helper()
+	plan, err := pipeline.ParsePlan([]byte(yamlSpec), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pipeline.NewRunner(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // referenceRecords runs the pipeline over the events file and returns its

@@ -152,14 +152,7 @@ func TestBrokerRestart(t *testing.T) {
 	createTopics(t, brokers, spec)
 	produce(t, brokers, k.name+"-events", events)
 
-	plan, err := pipeline.ParsePlan([]byte(spec), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pipeline.NewRunner(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRunner(t, spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan error, 1)

@@ -52,14 +52,7 @@ func TestRepartitionTopicDeduplicates(t *testing.T) {
 	produce(t, brokers, k.name+"-events", writeLines(t, lines[:n/2]))
 
 	// First run: unbounded, stopped once it has taken every event in.
-	plan, err := pipeline.ParsePlan([]byte(spec), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pipeline.NewRunner(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRunner(t, spec)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
