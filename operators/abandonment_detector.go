@@ -187,6 +187,10 @@ func (s *abandonState) empty() bool {
 	return !s.cartOpen() && !s.browseOpen && !s.hasLastCart && !s.hasLastBrowse
 }
 
+// ContextFields implements pipeline.ContextFieldsReader: the detector
+// reads no context field and forwards no event.
+func (a *abandonmentDetector) ContextFields() (pipeline.ContextFields, bool) { return 0, false }
+
 func (a *abandonmentDetector) Open(oc *pipeline.OpenContext) error {
 	a.state = pipeline.NewValue(oc, "state", state.Codec[*abandonState](abandonCodec{}))
 	return nil

@@ -138,6 +138,10 @@ type consentState struct {
 	at             [maxConsentPurposes]int64
 }
 
+// ContextFields implements pipeline.ContextFieldsReader: the filter reads
+// no context field and forwards events.
+func (c *consentFilter) ContextFields() (pipeline.ContextFields, bool) { return 0, true }
+
 func (c *consentFilter) Open(oc *pipeline.OpenContext) error {
 	c.all = uint8(1<<len(c.purposes) - 1)
 	c.consent = pipeline.NewValue(oc, "consent", state.Codec[*consentState](consentCodec{}))

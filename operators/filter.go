@@ -29,14 +29,20 @@ func init() {
 		if err != nil {
 			return nil, fmt.Errorf("filter %q: match: %w", id, err)
 		}
-		return func() pipeline.Operator { return &filter{matcher: m.NewMatcher()} }, nil
+		reads := m.ContextFields()
+		return func() pipeline.Operator { return &filter{matcher: m.NewMatcher(), reads: reads} }, nil
 	})
 }
 
 // filter forwards the events that match an expression. It keeps no state.
 type filter struct {
 	matcher *pipeline.Matcher
+	reads   pipeline.ContextFields
 }
+
+// ContextFields implements pipeline.ContextFieldsReader: the filter reads
+// the context fields its expression names, and forwards events.
+func (f *filter) ContextFields() (pipeline.ContextFields, bool) { return f.reads, true }
 
 func (f *filter) Open(*pipeline.OpenContext) error { return nil }
 

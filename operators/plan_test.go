@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -51,4 +52,50 @@ func benchBatch(b *testing.B, h *pipeline.Harness, evs []pipeline.Event, n int) 
 		}
 	}
 	return records
+}
+
+// TestContextFields checks what the built-in operators read of an event's
+// context, and that the retail example decodes only the page URL (the
+// sessionizer's landing and exit pages).
+func TestContextFields(t *testing.T) {
+	cases := []struct {
+		typ, with string
+		want      pipeline.ContextFields
+		forwards  bool
+	}{
+		{"consent_filter", "{purposes: [analytics]}", 0, true},
+		{"filter", `{match: 'type == "page_viewed"'}`, 0, true},
+		{"filter", `{match: 'context.locale == "en-US"'}`, pipeline.AllContextFields, true},
+		{"sessionizer", "{gap: 30m}", pipeline.ContextPageURL, false},
+		{"window_counter", "{group_by: product.category, size: 1h}", 0, false},
+		{"window_counter", "{group_by: context.locale, size: 1h}", pipeline.ContextLocale, false},
+		{"window_counter", "{group_by: type, size: 1h, aggregate: distinct, field: context.channel}", pipeline.ContextChannel, false},
+		{"window_counter", `{match: 'context.channel == "app"', group_by: type, size: 1h}`, pipeline.AllContextFields, false},
+		{"segment_transitioner", `{segments: [{name: buyer, enter: 'count("order_completed", "30d") >= 1'}]}`, 0, false},
+		{"abandonment_detector", "{}", 0, false},
+		{"key_counter", "{}", 0, false},
+	}
+	for _, c := range cases {
+		plan, err := planOf(t, "op", c.typ, c.with)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.typ, c.with, err)
+		}
+		po := plan.Operators[0]
+		if po.ReadsContext != c.want || po.Forwards != c.forwards {
+			t.Errorf("%s %s: reads %b, forwards %v; want %b, %v", c.typ, c.with, po.ReadsContext, po.Forwards, c.want, c.forwards)
+		}
+	}
+	spec := "version: 1\nname: retail\nsource: {type: none}\npartitions: 2\nstate: {dir: " + t.TempDir() + "}\n" +
+		examples.Operators(examples.Retail) + "sinks:\n  - {id: out, type: file, path: " + t.TempDir() + "/out.jsonl, inputs: [sessions, views_1h, segments, abandonment]}\n"
+	parsed, err := pipeline.ParseSpec([]byte(spec), "retail.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pipeline.NewPlan(parsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.ContextFields(); got != pipeline.ContextPageURL {
+		t.Errorf("retail example decodes context fields %b, want only the page URL", got)
+	}
 }

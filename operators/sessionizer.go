@@ -135,6 +135,12 @@ type sessionizer struct {
 	names nameInterner
 }
 
+// ContextFields implements pipeline.ContextFieldsReader: the sessionizer
+// reads the page URL (landing and exit pages) and forwards no event.
+func (s *sessionizer) ContextFields() (pipeline.ContextFields, bool) {
+	return pipeline.ContextPageURL, false
+}
+
 func (s *sessionizer) Open(oc *pipeline.OpenContext) error {
 	s.sessions = pipeline.NewValue(oc, SessionStateTable, SessionCodec)
 	s.names = make(nameInterner)

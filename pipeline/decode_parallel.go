@@ -26,8 +26,8 @@ func decodeAll(ss *splitState, batch []Message) bool {
 	n := len(batch)
 	ss.decoded = slices.Grow(ss.decoded[:0], n)[:n]
 	ss.errs = slices.Grow(ss.errs[:0], n)[:n]
-	if len(ss.decs) < k {
-		ss.decs = append(ss.decs, make([]EventDecoder, k-len(ss.decs))...)
+	for len(ss.decs) < k {
+		ss.decs = append(ss.decs, EventDecoder{skip: ss.dec.skip})
 	}
 	per := (n + k - 1) / k
 	var wg sync.WaitGroup

@@ -72,6 +72,9 @@ type EventDecoder struct {
 	scratch []byte        // the strings of the event being decoded
 	tmp     []byte        // unescaped keys and short-lived strings
 	consent []consentItem // the consent entries of the event being decoded
+	// skip holds the context fields left out (checked, not copied): the
+	// runtime's projection (ContextFields). Zero decodes everything.
+	skip ContextFields
 }
 
 // consentItem is one consent entry, kept until the event's strings are final.
@@ -106,6 +109,7 @@ func (d *EventDecoder) Decode(data []byte, e *Event) error {
 	m := eventMapper{
 		data: data, e: e,
 		arena: d.scratch[:0], tmp: d.tmp[:0], consent: d.consent[:0],
+		omit: d.skip,
 	}
 	m.event()
 	if m.err == nil && len(m.arena) > 0 && unsafe.SliceData(m.arena) != unsafe.SliceData(d.scratch) {
@@ -139,6 +143,8 @@ type eventMapper struct {
 	arena   []byte
 	tmp     []byte
 	consent []consentItem
+	// omit holds the context fields to check and leave out.
+	omit ContextFields
 
 	hasTimestamp bool
 }
@@ -671,6 +677,28 @@ func (m *eventMapper) stringSlow(dst *string, path fieldPath) {
 	}
 }
 
+// contextString decodes the context field f into dst, or, when the
+// decoder skips f, checks it as string does and leaves dst empty.
+func (m *eventMapper) contextString(dst *string, f ContextFields, path fieldPath) {
+	if m.omit&f == 0 {
+		m.string(dst, path)
+		return
+	}
+	data := m.data
+	if p := m.pos; p < len(data) && data[p] == '"' {
+		i := p + 1
+		for i < len(data) && plainString[data[i]] {
+			i++
+		}
+		if i < len(data) && data[i] == '"' {
+			m.pos = i + 1
+			return
+		}
+	}
+	var s string
+	m.stringSlow(&s, path) // escapes, non-ASCII, null or a wrong type
+}
+
 // floatField decodes a number field; null leaves it zero.
 func (m *eventMapper) floatField(dst *float64, path fieldPath) {
 	switch k := m.kind(); k {
@@ -896,13 +924,13 @@ func (m *eventMapper) context() {
 				m.page()
 			}
 		case "channel":
-			m.string(&c.Channel, top("context.channel"))
+			m.contextString(&c.Channel, ContextChannel, top("context.channel"))
 		case "user_agent":
-			m.string(&c.UserAgent, top("context.user_agent"))
+			m.contextString(&c.UserAgent, ContextUserAgent, top("context.user_agent"))
 		case "locale":
-			m.string(&c.Locale, top("context.locale"))
+			m.contextString(&c.Locale, ContextLocale, top("context.locale"))
 		case "ip":
-			m.string(&c.IP, top("context.ip"))
+			m.contextString(&c.IP, ContextIP, top("context.ip"))
 		default:
 			m.skip(2)
 		}
@@ -918,11 +946,11 @@ func (m *eventMapper) page() {
 		}
 		switch string(k) {
 		case "url":
-			m.string(&p.URL, top("context.page.url"))
+			m.contextString(&p.URL, ContextPageURL, top("context.page.url"))
 		case "referrer":
-			m.string(&p.Referrer, top("context.page.referrer"))
+			m.contextString(&p.Referrer, ContextPageReferrer, top("context.page.referrer"))
 		case "title":
-			m.string(&p.Title, top("context.page.title"))
+			m.contextString(&p.Title, ContextPageTitle, top("context.page.title"))
 		default:
 			m.skip(3)
 		}

@@ -317,6 +317,8 @@ func (pl *planner) graph(plan *Plan) {
 	inGraph := make([]bool, n)
 	factories := make([]Factory, n)
 	rekeyed := make([]bool, n)
+	reads := make([]ContextFields, n)
+	forwards := make([]bool, n)
 	names := make([]string, n)
 
 	for i := range s.Operators {
@@ -344,6 +346,7 @@ func (pl *planner) graph(plan *Plan) {
 				continue
 			}
 			_, rekeyed[i] = inst.(Rekeyer)
+			reads[i], forwards[i] = contextFieldsOf(inst)
 		}
 	}
 
@@ -379,7 +382,8 @@ func (pl *planner) graph(plan *Plan) {
 	}
 	for j, i := range order {
 		op := &s.Operators[i]
-		po := &PlannedOperator{ID: op.ID, Type: op.Type, Index: j, New: factories[i], Rekeyed: rekeyed[i]}
+		po := &PlannedOperator{ID: op.ID, Type: op.Type, Index: j, New: factories[i], Rekeyed: rekeyed[i],
+			ReadsContext: reads[i], Forwards: forwards[i]}
 		for _, k := range inputs[i] {
 			po.Inputs = append(po.Inputs, topo[k])
 		}

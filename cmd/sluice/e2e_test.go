@@ -237,6 +237,10 @@ func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 		good("ok-2", "u2", "2026-11-28T10:00:03Z"),
 		good("old", "u3", "1970-01-01T00:00:15Z"),
 		`{"event_id":"wrong-type","type":"product_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:04Z","product":{"id":"p1","price":"cheap"}}`,
+		// The counter reads no context field, so the decoder skips them
+		// all; it still checks them.
+		`{"event_id":"skipped-wrong-type","type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:04Z","context":{"user_agent":5}}`,
+		`{"event_id":"skipped-escaped","type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:04Z","context":{"page":{"title":"caf\u00e9 \"x\""},"ip":null}}`,
 		good("ok-3", "u1", "2026-11-28T10:00:05Z"),
 	}
 	// The batch of the first 1024 lines holds the bad lines above; the
@@ -256,10 +260,11 @@ func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 	wantDead := map[string]string{
 		"this is not json": "not JSON",
 		`"type":"page_viewed","user_id":"u1","timestamp":"2026-11-28T10:00:01Z"`: "event_id",
-		`"event_id":"no-key"`:     "user_id",
-		`"event_id":"bad-ts"`:     "timestamp",
-		`"event_id":"big"`:        "too large",
-		`"event_id":"wrong-type"`: "product.price",
+		`"event_id":"no-key"`:             "user_id",
+		`"event_id":"bad-ts"`:             "timestamp",
+		`"event_id":"big"`:                "too large",
+		`"event_id":"wrong-type"`:         "product.price",
+		`"event_id":"skipped-wrong-type"`: "context.user_agent",
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "dead.jsonl"))
 	if err != nil {
@@ -290,11 +295,11 @@ func TestBadInputIsDeadLetteredAndTheRestProcessed(t *testing.T) {
 			t.Errorf("no dead letter for %s", frag)
 		}
 	}
-	if want := fmt.Sprintf("%d events in", 4+padded); !strings.Contains(stderr, "6 dead-lettered") || !strings.Contains(stderr, want) {
-		t.Errorf("summary does not count %d events and 6 dead letters:\n%s", 4+padded, stderr)
+	if want := fmt.Sprintf("%d events in", 5+padded); !strings.Contains(stderr, "7 dead-lettered") || !strings.Contains(stderr, want) {
+		t.Errorf("summary does not count %d events and 7 dead letters:\n%s", 5+padded, stderr)
 	}
 	recs := readRecords(t, filepath.Join(dir, "out.jsonl"))
-	ids := []string{"ok-1", "ok-2", "old", "ok-3"}
+	ids := []string{"ok-1", "ok-2", "old", "ok-3", "skipped-escaped"}
 	for i := range padded {
 		ids = append(ids, fmt.Sprintf("pad-%d", i))
 	}
