@@ -187,9 +187,10 @@ func (s *abandonState) empty() bool {
 	return !s.cartOpen() && !s.browseOpen && !s.hasLastCart && !s.hasLastBrowse
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: the detector
-// reads no context field and forwards no event.
-func (a *abandonmentDetector) ContextFields() (pipeline.ContextFields, bool) { return 0, false }
+// EventFields implements pipeline.EventFieldsReader: the detector
+// reads no optional field (products by id, price and quantity) and
+// forwards no event.
+func (a *abandonmentDetector) EventFields() (pipeline.EventFields, bool) { return 0, false }
 
 func (a *abandonmentDetector) Open(oc *pipeline.OpenContext) error {
 	a.state = pipeline.NewValue(oc, "state", state.Codec[*abandonState](abandonCodec{}))

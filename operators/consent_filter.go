@@ -138,9 +138,9 @@ type consentState struct {
 	at             [maxConsentPurposes]int64
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: the filter reads
-// no context field and forwards events.
-func (c *consentFilter) ContextFields() (pipeline.ContextFields, bool) { return 0, true }
+// EventFields implements pipeline.EventFieldsReader: the filter reads
+// no optional field and forwards events.
+func (c *consentFilter) EventFields() (pipeline.EventFields, bool) { return 0, true }
 
 func (c *consentFilter) Open(oc *pipeline.OpenContext) error {
 	c.all = uint8(1<<len(c.purposes) - 1)

@@ -29,7 +29,7 @@ func init() {
 		if err != nil {
 			return nil, fmt.Errorf("filter %q: match: %w", id, err)
 		}
-		reads := m.ContextFields()
+		reads := m.EventFields()
 		return func() pipeline.Operator { return &filter{matcher: m.NewMatcher(), reads: reads} }, nil
 	})
 }
@@ -37,12 +37,12 @@ func init() {
 // filter forwards the events that match an expression. It keeps no state.
 type filter struct {
 	matcher *pipeline.Matcher
-	reads   pipeline.ContextFields
+	reads   pipeline.EventFields
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: the filter reads
-// the context fields its expression names, and forwards events.
-func (f *filter) ContextFields() (pipeline.ContextFields, bool) { return f.reads, true }
+// EventFields implements pipeline.EventFieldsReader: the filter reads
+// the optional fields its expression names, and forwards events.
+func (f *filter) EventFields() (pipeline.EventFields, bool) { return f.reads, true }
 
 func (f *filter) Open(*pipeline.OpenContext) error { return nil }
 

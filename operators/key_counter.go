@@ -42,9 +42,9 @@ type keyCounter struct {
 	counts  *state.Counter
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: the counter reads
-// no context field and forwards no event.
-func (k *keyCounter) ContextFields() (pipeline.ContextFields, bool) { return 0, false }
+// EventFields implements pipeline.EventFieldsReader: the counter reads
+// no optional field and forwards no event.
+func (k *keyCounter) EventFields() (pipeline.EventFields, bool) { return 0, false }
 
 func (k *keyCounter) Open(oc *pipeline.OpenContext) error {
 	k.counts = pipeline.NewCounter(oc, "count")

@@ -54,23 +54,24 @@ func benchBatch(b *testing.B, h *pipeline.Harness, evs []pipeline.Event, n int) 
 	return records
 }
 
-// TestContextFields checks what the built-in operators read of an event's
-// context, and that the retail example decodes only the page URL (the
-// sessionizer's landing and exit pages).
-func TestContextFields(t *testing.T) {
+// TestEventFields checks which optional event fields the built-in
+// operators read, and that the retail example decodes only the page URL
+// (the sessionizer's).
+func TestEventFields(t *testing.T) {
 	cases := []struct {
 		typ, with string
-		want      pipeline.ContextFields
+		want      pipeline.EventFields
 		forwards  bool
 	}{
 		{"consent_filter", "{purposes: [analytics]}", 0, true},
 		{"filter", `{match: 'type == "page_viewed"'}`, 0, true},
-		{"filter", `{match: 'context.locale == "en-US"'}`, pipeline.AllContextFields, true},
-		{"sessionizer", "{gap: 30m}", pipeline.ContextPageURL, false},
+		{"filter", `{match: 'context.locale == "en-US"'}`, pipeline.EventFieldsOf("context"), true},
+		{"filter", `{match: 'product.brand == "acme" && product.price > 10'}`, pipeline.EventFieldsOf("product"), true},
+		{"sessionizer", "{gap: 30m}", pipeline.FieldPageURL, false},
 		{"window_counter", "{group_by: product.category, size: 1h}", 0, false},
-		{"window_counter", "{group_by: context.locale, size: 1h}", pipeline.ContextLocale, false},
-		{"window_counter", "{group_by: type, size: 1h, aggregate: distinct, field: context.channel}", pipeline.ContextChannel, false},
-		{"window_counter", `{match: 'context.channel == "app"', group_by: type, size: 1h}`, pipeline.AllContextFields, false},
+		{"window_counter", "{group_by: context.locale, size: 1h}", pipeline.FieldLocale, false},
+		{"window_counter", "{group_by: type, size: 1h, aggregate: distinct, field: context.channel}", pipeline.FieldChannel, false},
+		{"window_counter", `{match: 'context.channel == "app"', group_by: product.brand, size: 1h}`, pipeline.EventFieldsOf("context") | pipeline.FieldProductBrand, false},
 		{"segment_transitioner", `{segments: [{name: buyer, enter: 'count("order_completed", "30d") >= 1'}]}`, 0, false},
 		{"abandonment_detector", "{}", 0, false},
 		{"key_counter", "{}", 0, false},
@@ -81,8 +82,8 @@ func TestContextFields(t *testing.T) {
 			t.Fatalf("%s %s: %v", c.typ, c.with, err)
 		}
 		po := plan.Operators[0]
-		if po.ReadsContext != c.want || po.Forwards != c.forwards {
-			t.Errorf("%s %s: reads %b, forwards %v; want %b, %v", c.typ, c.with, po.ReadsContext, po.Forwards, c.want, c.forwards)
+		if po.Reads != c.want || po.Forwards != c.forwards {
+			t.Errorf("%s %s: reads %b, forwards %v; want %b, %v", c.typ, c.with, po.Reads, po.Forwards, c.want, c.forwards)
 		}
 	}
 	spec := "version: 1\nname: retail\nsource: {type: none}\npartitions: 2\nstate: {dir: " + t.TempDir() + "}\n" +
@@ -95,7 +96,7 @@ func TestContextFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := plan.ContextFields(); got != pipeline.ContextPageURL {
-		t.Errorf("retail example decodes context fields %b, want only the page URL", got)
+	if got, want := plan.EventFields(), pipeline.FieldPageURL; got != want {
+		t.Errorf("retail example decodes optional fields %b, want %b (the page URL)", got, want)
 	}
 }

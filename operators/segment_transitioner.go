@@ -241,10 +241,10 @@ func newSegmentTransitioner(r *segmentRules) *segmentTransitioner {
 	return o
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: rules read event
-// types, times and numbers, never a context field, and the transitioner
+// EventFields implements pipeline.EventFieldsReader: rules read event
+// types, times and numbers, never an optional field, and the transitioner
 // forwards no event.
-func (o *segmentTransitioner) ContextFields() (pipeline.ContextFields, bool) { return 0, false }
+func (o *segmentTransitioner) EventFields() (pipeline.EventFields, bool) { return 0, false }
 
 func (o *segmentTransitioner) Open(oc *pipeline.OpenContext) error {
 	o.states = pipeline.NewValue(oc, "state", state.Codec[*segKeyState](segStateCodec{o.r}))

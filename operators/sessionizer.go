@@ -135,10 +135,11 @@ type sessionizer struct {
 	names nameInterner
 }
 
-// ContextFields implements pipeline.ContextFieldsReader: the sessionizer
-// reads the page URL (landing and exit pages) and forwards no event.
-func (s *sessionizer) ContextFields() (pipeline.ContextFields, bool) {
-	return pipeline.ContextPageURL, false
+// EventFields implements pipeline.EventFieldsReader: of the optional
+// fields the sessionizer reads the page URL (landing and exit pages), and
+// it forwards no event.
+func (s *sessionizer) EventFields() (pipeline.EventFields, bool) {
+	return pipeline.FieldPageURL, false
 }
 
 func (s *sessionizer) Open(oc *pipeline.OpenContext) error {

@@ -166,9 +166,9 @@ func newWindowCounterFactory(id string, cfg WindowCounterConfig) (pipeline.Facto
 		}
 	}
 	if m != nil {
-		p.context = m.ContextFields()
+		p.reads = m.EventFields()
 	}
-	p.context |= pipeline.ContextFieldsOf(cfg.GroupBy) | pipeline.ContextFieldsOf(cfg.Field)
+	p.reads |= pipeline.EventFieldsOf(cfg.GroupBy) | pipeline.EventFieldsOf(cfg.Field)
 	if p.group, err = pipeline.CompileField(cfg.GroupBy); err != nil {
 		return nil, fmt.Errorf("window_counter %q: group_by: %w", id, err)
 	}
@@ -221,7 +221,7 @@ type wcParams struct {
 	size, slide, lateness int64 // nanoseconds
 	agg                   aggKind
 	group                 pipeline.FieldFunc
-	context               pipeline.ContextFields // read by match, group_by, field
+	reads                 pipeline.EventFields // by match, group_by and field
 	number                func(*pipeline.Event) (float64, bool)
 	value                 pipeline.FieldFunc
 	spike                 bool
@@ -313,10 +313,10 @@ type windowCounter struct {
 }
 
 // Open declares the operator's state.
-// ContextFields implements pipeline.ContextFieldsReader: the counter reads
-// the context fields its match, group_by and field name, and forwards no
+// EventFields implements pipeline.EventFieldsReader: the counter reads
+// the optional fields its match, group_by and field name, and forwards no
 // event.
-func (w *windowCounter) ContextFields() (pipeline.ContextFields, bool) { return w.context, false }
+func (w *windowCounter) EventFields() (pipeline.EventFields, bool) { return w.reads, false }
 
 func (w *windowCounter) Open(oc *pipeline.OpenContext) error {
 	w.groups = pipeline.NewValue(oc, "groups", state.Codec[*wcGroup](wcGroupCodec{params: &w.wcParams}))

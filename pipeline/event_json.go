@@ -72,9 +72,9 @@ type EventDecoder struct {
 	scratch []byte        // the strings of the event being decoded
 	tmp     []byte        // unescaped keys and short-lived strings
 	consent []consentItem // the consent entries of the event being decoded
-	// skip holds the context fields left out (checked, not copied): the
-	// runtime's projection (ContextFields). Zero decodes everything.
-	skip ContextFields
+	// skip holds the optional fields left out (checked, not copied): the
+	// runtime's projection (EventFields). Zero decodes everything.
+	skip EventFields
 }
 
 // consentItem is one consent entry, kept until the event's strings are final.
@@ -143,8 +143,8 @@ type eventMapper struct {
 	arena   []byte
 	tmp     []byte
 	consent []consentItem
-	// omit holds the context fields to check and leave out.
-	omit ContextFields
+	// omit holds the optional fields to check and leave out.
+	omit EventFields
 
 	hasTimestamp bool
 }
@@ -677,9 +677,9 @@ func (m *eventMapper) stringSlow(dst *string, path fieldPath) {
 	}
 }
 
-// contextString decodes the context field f into dst, or, when the
+// optionalString decodes the optional field f into dst, or, when the
 // decoder skips f, checks it as string does and leaves dst empty.
-func (m *eventMapper) contextString(dst *string, f ContextFields, path fieldPath) {
+func (m *eventMapper) optionalString(dst *string, f EventFields, path fieldPath) {
 	if m.omit&f == 0 {
 		m.string(dst, path)
 		return
@@ -924,13 +924,13 @@ func (m *eventMapper) context() {
 				m.page()
 			}
 		case "channel":
-			m.contextString(&c.Channel, ContextChannel, top("context.channel"))
+			m.optionalString(&c.Channel, FieldChannel, top("context.channel"))
 		case "user_agent":
-			m.contextString(&c.UserAgent, ContextUserAgent, top("context.user_agent"))
+			m.optionalString(&c.UserAgent, FieldUserAgent, top("context.user_agent"))
 		case "locale":
-			m.contextString(&c.Locale, ContextLocale, top("context.locale"))
+			m.optionalString(&c.Locale, FieldLocale, top("context.locale"))
 		case "ip":
-			m.contextString(&c.IP, ContextIP, top("context.ip"))
+			m.optionalString(&c.IP, FieldIP, top("context.ip"))
 		default:
 			m.skip(2)
 		}
@@ -946,11 +946,11 @@ func (m *eventMapper) page() {
 		}
 		switch string(k) {
 		case "url":
-			m.contextString(&p.URL, ContextPageURL, top("context.page.url"))
+			m.optionalString(&p.URL, FieldPageURL, top("context.page.url"))
 		case "referrer":
-			m.contextString(&p.Referrer, ContextPageReferrer, top("context.page.referrer"))
+			m.optionalString(&p.Referrer, FieldPageReferrer, top("context.page.referrer"))
 		case "title":
-			m.contextString(&p.Title, ContextPageTitle, top("context.page.title"))
+			m.optionalString(&p.Title, FieldPageTitle, top("context.page.title"))
 		default:
 			m.skip(3)
 		}
@@ -1008,15 +1008,15 @@ func (m *eventMapper) product(p *Product, base string, i int) {
 		case "id":
 			m.string(&p.ID, fieldPath{base, i, "id"})
 		case "sku":
-			m.string(&p.SKU, fieldPath{base, i, "sku"})
+			m.optionalString(&p.SKU, FieldProductSKU, fieldPath{base, i, "sku"})
 		case "category":
 			m.string(&p.Category, fieldPath{base, i, "category"})
 		case "brand":
-			m.string(&p.Brand, fieldPath{base, i, "brand"})
+			m.optionalString(&p.Brand, FieldProductBrand, fieldPath{base, i, "brand"})
 		case "price":
 			m.floatField(&p.Price, fieldPath{base, i, "price"})
 		case "currency":
-			m.string(&p.Currency, fieldPath{base, i, "currency"})
+			m.optionalString(&p.Currency, FieldProductCurrency, fieldPath{base, i, "currency"})
 		case "quantity":
 			m.intField(&p.Quantity, fieldPath{base, i, "quantity"})
 		default:
@@ -1038,7 +1038,7 @@ func (m *eventMapper) order() {
 		case "revenue":
 			m.floatField(&o.Revenue, top("order.revenue"))
 		case "currency":
-			m.string(&o.Currency, top("order.currency"))
+			m.optionalString(&o.Currency, FieldOrderCurrency, top("order.currency"))
 		default:
 			m.skip(2)
 		}

@@ -40,10 +40,10 @@ type PlannedOperator struct {
 	// Rekeyed is true when the operator implements Rekeyer: an exchange
 	// routes its inputs.
 	Rekeyed bool
-	// ReadsContext holds the context fields the operator reads, and
-	// Forwards is true when it may forward events (ContextFieldsReader).
-	ReadsContext ContextFields
-	Forwards     bool
+	// Reads holds the optional event fields the operator reads, and
+	// Forwards is true when it may forward events (EventFieldsReader).
+	Reads    EventFields
+	Forwards bool
 }
 
 // PlannedSink is one sink of a Plan.

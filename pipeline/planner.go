@@ -317,7 +317,7 @@ func (pl *planner) graph(plan *Plan) {
 	inGraph := make([]bool, n)
 	factories := make([]Factory, n)
 	rekeyed := make([]bool, n)
-	reads := make([]ContextFields, n)
+	reads := make([]EventFields, n)
 	forwards := make([]bool, n)
 	names := make([]string, n)
 
@@ -346,7 +346,7 @@ func (pl *planner) graph(plan *Plan) {
 				continue
 			}
 			_, rekeyed[i] = inst.(Rekeyer)
-			reads[i], forwards[i] = contextFieldsOf(inst)
+			reads[i], forwards[i] = eventFieldsOf(inst)
 		}
 	}
 
@@ -383,7 +383,7 @@ func (pl *planner) graph(plan *Plan) {
 	for j, i := range order {
 		op := &s.Operators[i]
 		po := &PlannedOperator{ID: op.ID, Type: op.Type, Index: j, New: factories[i], Rekeyed: rekeyed[i],
-			ReadsContext: reads[i], Forwards: forwards[i]}
+			Reads: reads[i], Forwards: forwards[i]}
 		for _, k := range inputs[i] {
 			po.Inputs = append(po.Inputs, topo[k])
 		}

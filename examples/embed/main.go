@@ -38,10 +38,10 @@ type bigSpender struct {
 	revenue   *state.Value[float64]
 }
 
-// ContextFields tells the runtime that the operator reads none of an
-// event's context fields (page, user agent...) and forwards no event, so
-// they need not be decoded for it (pipeline.ContextFieldsReader).
-func (b *bigSpender) ContextFields() (pipeline.ContextFields, bool) { return 0, false }
+// EventFields tells the runtime that the operator reads none of an event's
+// optional fields (page, user agent, brand...) and forwards no event, so
+// they need not be decoded for it (pipeline.EventFieldsReader).
+func (b *bigSpender) EventFields() (pipeline.EventFields, bool) { return 0, false }
 
 func (b *bigSpender) Open(oc *pipeline.OpenContext) error {
 	b.revenue = pipeline.NewValue(oc, "revenue", state.Float64Codec)
