@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/sluicehq/sluice/examples"
+	"github.com/sluicehq/sluice/operators"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/state"
 )
@@ -51,6 +52,12 @@ type StateSize struct {
 	// DiskBytes is Pebble's disk usage after a full compaction (tables,
 	// WAL and manifest; the tables are compressed).
 	DiskBytes int64
+	// ActiveUsers counts the shoppers with an open session, and
+	// ActiveUserEncodedBytes is the part of UserEncodedBytes they own (all
+	// their state, not only the session). Both are 0 once a bounded input
+	// has ended: every session has then ended.
+	ActiveUsers            int64
+	ActiveUserEncodedBytes int64
 }
 
 // RetailResult is what one run of the retail benchmark gives.
@@ -117,6 +124,65 @@ func (e *EndToEnd) RunRetail(ctx context.Context) (RetailResult, error) {
 	return rr, nil
 }
 
+// RunRetailLive runs the retail pipeline over the input file as RunRetail
+// does, but stops it at the end of the file as a shutdown would, without
+// ending its input: the watermark stays behind the last events, so the
+// sessions, carts and timers of the shoppers active then are still open.
+// It returns the state then, for the state per active shopper.
+func (e *EndToEnd) RunRetailLive(ctx context.Context) (StateSize, error) {
+	cfg := e.cfg
+	dir, err := os.MkdirTemp(e.dir, "retail-live-")
+	if err != nil {
+		return StateSize{}, fmt.Errorf("bench: retail live: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	stateDir := filepath.Join(dir, "state")
+	spec := retailSpec(e.input, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dead.jsonl"), stateDir, cfg.Partitions, cfg.CheckpointInterval.String())
+	plan, err := pipeline.ParsePlan(spec, "bench-retail.yaml")
+	if err != nil {
+		return StateSize{}, fmt.Errorf("bench: retail live: plan: %w", err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	openSource := plan.Source
+	plan.Source = func() (pipeline.Source, error) {
+		src, err := openSource()
+		if err != nil {
+			return nil, err
+		}
+		return stopAtEnd{Source: src, stop: stop}, nil
+	}
+	if _, err := runPlan(ctx, plan, cfg.Logger); err != nil {
+		return StateSize{}, fmt.Errorf("bench: retail live: %w", err)
+	}
+	sz, err := measureState(stateDir, cfg.Logger)
+	if err != nil {
+		return sz, fmt.Errorf("bench: retail live: %w", err)
+	}
+	return sz, nil
+}
+
+// stopAtEnd stops the run (stop cancels Run's context) when its source has
+// delivered everything, instead of ending the input.
+type stopAtEnd struct {
+	pipeline.Source
+	stop context.CancelFunc
+}
+
+func (s stopAtEnd) Read(ctx context.Context, resume pipeline.Offsets, d pipeline.Deliverer) error {
+	if err := s.Source.Read(ctx, resume, d); err != nil {
+		return err
+	}
+	s.stop()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// liveSessionSuffix ends the raw key of a shopper's open session: the
+// retail pipeline's sessionizer is "sessions" (raw key layout in
+// state/keys.go: k <partition> <key> 00 v <table>).
+var liveSessionSuffix = []byte("\x00vsessions/" + operators.SessionStateTable)
+
 // measureState opens the state store in dir, compacts it and measures it.
 func measureState(dir string, logger *slog.Logger) (StateSize, error) {
 	db, err := state.Open(dir, state.WithLogger(logger))
@@ -129,6 +195,8 @@ func measureState(dir string, logger *slog.Logger) (StateSize, error) {
 	}
 	var sz StateSize
 	seen := make(map[string]struct{})
+	userBytes := make(map[string]int64) // by shopper
+	var active []string
 	err = db.ScanRaw(func(k, v []byte) bool {
 		if scope, _ := state.RawKeyScope(k); scope != state.ScopePartition || len(k) <= 5 || (k[0] != 'k' && k[0] != 't') {
 			return true
@@ -144,6 +212,10 @@ func measureState(dir string, logger *slog.Logger) (StateSize, error) {
 		user := bytes.HasPrefix(owner, []byte("u-"))
 		if user {
 			sz.UserEncodedBytes += n
+			userBytes[string(owner)] += n
+			if k[0] == 'k' && bytes.HasSuffix(k, liveSessionSuffix) {
+				active = append(active, string(owner))
+			}
 		}
 		if _, ok := seen[string(owner)]; !ok {
 			seen[string(owner)] = struct{}{}
@@ -154,6 +226,10 @@ func measureState(dir string, logger *slog.Logger) (StateSize, error) {
 		return true
 	})
 	sz.Keys = int64(len(seen))
+	sz.ActiveUsers = int64(len(active))
+	for _, u := range active {
+		sz.ActiveUserEncodedBytes += userBytes[u]
+	}
 	sz.DiskBytes = int64(db.DiskSize())
 	return sz, err
 }

@@ -77,6 +77,20 @@ func TestRetailRunsEveryEventAndMeasuresState(t *testing.T) {
 	if s.Users == 0 || s.Users > 200 || s.Keys < s.Users || s.UserEncodedBytes == 0 || s.EncodedBytes < s.UserEncodedBytes || s.DiskBytes == 0 {
 		t.Errorf("state %+v", s)
 	}
+	if s.ActiveUsers != 0 {
+		t.Errorf("%d open sessions after the input ended, want none", s.ActiveUsers)
+	}
+	// Stopped at the end of the input without ending it, the shoppers of
+	// the last half hour of events still have a session, and more state
+	// than the average shopper.
+	live, err := e.RunRetailLive(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.ActiveUsers == 0 || live.ActiveUsers > live.Users || live.ActiveUserEncodedBytes <= 0 ||
+		live.ActiveUserEncodedBytes/live.ActiveUsers <= live.UserEncodedBytes/live.Users {
+		t.Errorf("live state %+v", live)
+	}
 }
 
 func BenchmarkRetail(b *testing.B) {

@@ -204,8 +204,13 @@ func (b *bench) run(ctx context.Context, which, cpuprofile string) (err error) {
 		b.printRatios("e2e / limit", e2eRatios)
 	}
 	if retail != nil {
+		fmt.Fprintln(b.log, "retail: once more, stopped at the end of the input without ending it, for the state of active shoppers...")
+		live, err := e2e.RunRetailLive(ctx)
+		if err != nil {
+			return err
+		}
 		b.printRatios("retail / limit", retailRatios)
-		b.printRetail(retail)
+		b.printRetail(retail, live)
 	}
 	return nil
 }
@@ -229,7 +234,9 @@ func (b *bench) printRatios(name string, ratios []float64) {
 	fmt.Fprintf(b.out, "%s: median %.1f%% of %d runs (%s) (target >= 50%%)\n", name, median*100, len(ratios), strings.Join(parts, ", "))
 }
 
-func (b *bench) printRetail(r *benchmarks.RetailResult) {
+// printRetail prints the retail run's records and state: r's after the
+// final checkpoint, live's with the input stopped but not ended.
+func (b *bench) printRetail(r *benchmarks.RetailResult, live benchmarks.StateSize) {
 	s := r.State
 	fmt.Fprintf(b.out, "retail: %s records (%.2f per event), output %s MiB\n",
 		thousands(r.Records), float64(r.Records)/float64(max(r.Events, 1)), strconv.FormatInt(r.OutputBytes>>20, 10))
@@ -238,6 +245,10 @@ func (b *bench) printRetail(r *benchmarks.RetailResult) {
 	if s.Users > 0 && s.Keys > 0 {
 		fmt.Fprintf(b.out, "retail state per shopper: %.0f B encoded; per key (all keys) %.0f B encoded, %.0f B on disk\n",
 			float64(s.UserEncodedBytes)/float64(s.Users), float64(s.EncodedBytes)/float64(s.Keys), float64(s.DiskBytes)/float64(s.Keys))
+	}
+	if live.ActiveUsers > 0 {
+		fmt.Fprintf(b.out, "retail state mid-stream (stopped at the end of the input, not ended): %s shoppers with an open session, %.0f B encoded per active shopper (all its state: session, consent, segments, cart, timers); %s shoppers in all, %.0f B each\n",
+			thousands(live.ActiveUsers), float64(live.ActiveUserEncodedBytes)/float64(live.ActiveUsers), thousands(live.Users), float64(live.UserEncodedBytes)/float64(max(live.Users, 1)))
 	}
 }
 
