@@ -44,7 +44,8 @@ func benchCmd() *cobra.Command {
           all cores, nothing else), and the ratio of the two.
   retail  the five-operator pipeline of examples/retail.yaml from a JSONL
           file to a JSONL file, beside the limit loop, the ratio of the
-          two, and the state left per shopper.
+          two, and the state per shopper: once the input has ended, and
+          per active shopper in a run stopped at the end of its input.
   all     all of them (the default).
 
 Latency is event-to-output: from the source handing a batch to the runtime
