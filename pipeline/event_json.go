@@ -645,25 +645,35 @@ func (m *eventMapper) wrongType(path fieldPath, want string, k byte) {
 // string decodes a string field; null leaves it empty.
 func (m *eventMapper) string(dst *string, path fieldPath) {
 	// Fast path: a plain ASCII string without escapes, the usual case.
-	data := m.data
-	if p := m.pos; p < len(data) && data[p] == '"' {
-		i := p + 1
-		for i < len(data) && plainString[data[i]] {
-			i++
-		}
-		if i < len(data) && data[i] == '"' {
-			m.pos = i + 1
-			if i == p+1 {
-				*dst = ""
-				return
-			}
-			start := len(m.arena)
-			m.arena = append(m.arena, data[p+1:i]...)
-			*dst = unsafe.String(&m.arena[start], i-p-1)
+	if p, end := m.pos, m.plainStringEnd(); end > 0 {
+		m.pos = end + 1
+		if end == p+1 {
+			*dst = ""
 			return
 		}
+		start := len(m.arena)
+		m.arena = append(m.arena, m.data[p+1:end]...)
+		*dst = unsafe.String(&m.arena[start], end-p-1)
+		return
 	}
 	m.stringSlow(dst, path)
+}
+
+// plainStringEnd returns the index of the closing quote of the string at
+// pos when it is plain ASCII without escapes, else 0.
+func (m *eventMapper) plainStringEnd() int {
+	data, p := m.data, m.pos
+	if p >= len(data) || data[p] != '"' {
+		return 0
+	}
+	i := p + 1
+	for i < len(data) && plainString[data[i]] {
+		i++
+	}
+	if i < len(data) && data[i] == '"' {
+		return i
+	}
+	return 0
 }
 
 func (m *eventMapper) stringSlow(dst *string, path fieldPath) {
@@ -684,16 +694,9 @@ func (m *eventMapper) optionalString(dst *string, f EventFields, path fieldPath)
 		m.string(dst, path)
 		return
 	}
-	data := m.data
-	if p := m.pos; p < len(data) && data[p] == '"' {
-		i := p + 1
-		for i < len(data) && plainString[data[i]] {
-			i++
-		}
-		if i < len(data) && data[i] == '"' {
-			m.pos = i + 1
-			return
-		}
+	if end := m.plainStringEnd(); end > 0 {
+		m.pos = end + 1
+		return
 	}
 	var s string
 	m.stringSlow(&s, path) // escapes, non-ASCII, null or a wrong type
