@@ -143,22 +143,11 @@ func (e *EndToEnd) RunPipeline(ctx context.Context) (Result, error) {
 	}
 	lat := newLatencyRecorder(cfg.Events, 1)
 	var sink *measuredSink
-	openSource, openSink := plan.Source, plan.Sinks[0].Open
-	plan.Source = func() (pipeline.Source, error) {
-		src, err := openSource()
-		if err != nil {
-			return nil, err
-		}
-		return wrapSource(src, lat), nil
-	}
-	plan.Sinks[0].Open = func() (pipeline.Sink, error) {
-		s, err := openSink()
-		if err != nil {
-			return nil, err
-		}
+	plan.Source = wrapOpener(plan.Source, func(src pipeline.Source) pipeline.Source { return wrapSource(src, lat) })
+	plan.Sinks[0].Open = wrapOpener(plan.Sinks[0].Open, func(s pipeline.Sink) pipeline.Sink {
 		sink = &measuredSink{Sink: s, lat: lat}
-		return sink, nil
-	}
+		return sink
+	})
 	res, err := runPlan(ctx, plan, cfg.Logger)
 	if err != nil {
 		return res, fmt.Errorf("bench: e2e: %w", err)
@@ -169,6 +158,18 @@ func (e *EndToEnd) RunPipeline(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("bench: e2e: %d events in, %d records out, want %d of each", res.Events, got, cfg.Events)
 	}
 	return res, nil
+}
+
+// wrapOpener returns an opener that opens through open and returns what
+// it opened wrapped by wrap.
+func wrapOpener[T any](open pipeline.Opener[T], wrap func(T) T) pipeline.Opener[T] {
+	return func() (T, error) {
+		c, err := open()
+		if err != nil {
+			return c, err
+		}
+		return wrap(c), nil
+	}
 }
 
 // wrapSource returns src with its deliveries stamped in lat, unless src

@@ -78,33 +78,14 @@ type RetailResult struct {
 // caused (timer records name no event and are not in the distribution).
 func (e *EndToEnd) RunRetail(ctx context.Context) (RetailResult, error) {
 	cfg := e.cfg
-	dir, err := os.MkdirTemp(e.dir, "retail-")
+	plan, dir, err := e.retailPlan("retail")
 	if err != nil {
 		return RetailResult{}, fmt.Errorf("bench: retail: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	stateDir, out := filepath.Join(dir, "state"), filepath.Join(dir, "out.jsonl")
-	spec := retailSpec(e.input, out, filepath.Join(dir, "dead.jsonl"), stateDir, cfg.Partitions, cfg.CheckpointInterval.String())
-	plan, err := pipeline.ParsePlan(spec, "bench-retail.yaml")
-	if err != nil {
-		return RetailResult{}, fmt.Errorf("bench: retail: plan: %w", err)
-	}
 	lat := newLatencyRecorder(cfg.Events, 1)
-	openSource, openSink := plan.Source, plan.Sinks[0].Open
-	plan.Source = func() (pipeline.Source, error) {
-		src, err := openSource()
-		if err != nil {
-			return nil, err
-		}
-		return wrapSource(src, lat), nil
-	}
-	plan.Sinks[0].Open = func() (pipeline.Sink, error) {
-		s, err := openSink()
-		if err != nil {
-			return nil, err
-		}
-		return &measuredSink{Sink: s, lat: lat}, nil
-	}
+	plan.Source = wrapOpener(plan.Source, func(src pipeline.Source) pipeline.Source { return wrapSource(src, lat) })
+	plan.Sinks[0].Open = wrapOpener(plan.Sinks[0].Open, func(s pipeline.Sink) pipeline.Sink { return &measuredSink{Sink: s, lat: lat} })
 	res, err := runPlan(ctx, plan, cfg.Logger)
 	if err != nil {
 		return RetailResult{Result: res}, fmt.Errorf("bench: retail: %w", err)
@@ -115,10 +96,10 @@ func (e *EndToEnd) RunRetail(ctx context.Context) (RetailResult, error) {
 	if res.Events != int64(cfg.Events) {
 		return rr, fmt.Errorf("bench: retail: %d events in, want %d", res.Events, cfg.Events)
 	}
-	if fi, err := os.Stat(out); err == nil {
+	if fi, err := os.Stat(filepath.Join(dir, "out.jsonl")); err == nil {
 		rr.OutputBytes = fi.Size()
 	}
-	if rr.State, err = measureState(stateDir, cfg.Logger); err != nil {
+	if rr.State, err = measureState(filepath.Join(dir, "state"), cfg.Logger); err != nil {
 		return rr, fmt.Errorf("bench: retail: %w", err)
 	}
 	return rr, nil
@@ -130,36 +111,38 @@ func (e *EndToEnd) RunRetail(ctx context.Context) (RetailResult, error) {
 // sessions, carts and timers of the shoppers active then are still open.
 // It returns the state then, for the state per active shopper.
 func (e *EndToEnd) RunRetailLive(ctx context.Context) (StateSize, error) {
-	cfg := e.cfg
-	dir, err := os.MkdirTemp(e.dir, "retail-live-")
+	plan, dir, err := e.retailPlan("retail-live")
 	if err != nil {
 		return StateSize{}, fmt.Errorf("bench: retail live: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	stateDir := filepath.Join(dir, "state")
-	spec := retailSpec(e.input, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dead.jsonl"), stateDir, cfg.Partitions, cfg.CheckpointInterval.String())
-	plan, err := pipeline.ParsePlan(spec, "bench-retail.yaml")
-	if err != nil {
-		return StateSize{}, fmt.Errorf("bench: retail live: plan: %w", err)
-	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	openSource := plan.Source
-	plan.Source = func() (pipeline.Source, error) {
-		src, err := openSource()
-		if err != nil {
-			return nil, err
-		}
-		return stopAtEnd{Source: src, stop: stop}, nil
-	}
-	if _, err := runPlan(ctx, plan, cfg.Logger); err != nil {
+	plan.Source = wrapOpener(plan.Source, func(src pipeline.Source) pipeline.Source { return stopAtEnd{Source: src, stop: stop} })
+	if _, err := runPlan(ctx, plan, e.cfg.Logger); err != nil {
 		return StateSize{}, fmt.Errorf("bench: retail live: %w", err)
 	}
-	sz, err := measureState(stateDir, cfg.Logger)
+	sz, err := measureState(filepath.Join(dir, "state"), e.cfg.Logger)
 	if err != nil {
 		return sz, fmt.Errorf("bench: retail live: %w", err)
 	}
 	return sz, nil
+}
+
+// retailPlan plans the retail pipeline over the input file, its output
+// (out.jsonl), dead letters and state in a new directory named after what,
+// which the caller removes.
+func (e *EndToEnd) retailPlan(what string) (plan *pipeline.Plan, dir string, err error) {
+	if dir, err = os.MkdirTemp(e.dir, what+"-"); err != nil {
+		return nil, "", err
+	}
+	spec := retailSpec(e.input, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "dead.jsonl"), filepath.Join(dir, "state"),
+		e.cfg.Partitions, e.cfg.CheckpointInterval.String())
+	if plan, err = pipeline.ParsePlan(spec, "bench-"+what+".yaml"); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("plan: %w", err)
+	}
+	return plan, dir, nil
 }
 
 // stopAtEnd stops the run (stop cancels Run's context) when its source has

@@ -86,13 +86,7 @@ func TestEventFields(t *testing.T) {
 			t.Errorf("%s %s: reads %b, forwards %v; want %b, %v", c.typ, c.with, po.Reads, po.Forwards, c.want, c.forwards)
 		}
 	}
-	spec := "version: 1\nname: retail\nsource: {type: none}\npartitions: 2\nstate: {dir: " + t.TempDir() + "}\n" +
-		examples.Operators(examples.Retail) + "sinks:\n  - {id: out, type: file, path: " + t.TempDir() + "/out.jsonl, inputs: [sessions, views_1h, segments, abandonment]}\n"
-	parsed, err := pipeline.ParseSpec([]byte(spec), "retail.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := pipeline.NewPlan(parsed)
+	plan, err := pipeline.ParsePlan([]byte(examples.Retail), "examples/retail.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
