@@ -133,6 +133,16 @@ type Repartition interface {
 	Stop(p int) error
 }
 
+// RepartitionPurger is implemented by Repartitions that can delete what
+// has been applied for good, as Kafka Streams purges its repartition
+// topics.
+type RepartitionPurger interface {
+	// Purge says that partition p's stream is applied up to and including
+	// offset by a checkpoint that has committed and replicated. It must
+	// not block.
+	Purge(p int, offset int64)
+}
+
 // RepartitionSource is implemented by GroupSources that can carry
 // exchanges between processes. The runtime calls Repartition after Bind,
 // when the plan has exchanges and Bind returned a Changelog.
@@ -204,6 +214,9 @@ type workerRep struct {
 	gen     uint64
 	offset  int64
 	applied map[appliedKey]*ExchangePosition
+	// flushed is the offset the checkpoint being taken saved, -1 when
+	// it saved none (read by the coordinator once the flush is done).
+	flushed int64
 	table   *state.Value[[]byte]
 	// saved holds what the table holds, so that a checkpoint writes
 	// (and replicates) only what changed.
@@ -466,6 +479,7 @@ func (w *worker) saveRemote() {
 		save(key, b[:])
 	}
 	put(keyExOffset, x.offset)
+	x.flushed = x.offset
 	for _, o := range w.ops {
 		for origin, wm := range o.exWM {
 			put(keyExWM(o.planned.Index, origin), wm)
@@ -550,6 +564,7 @@ func (rt *engine) bindRepartition(gs GroupSource) error {
 	}
 	rt.rep = rep
 	rt.repOn = make([]bool, rt.nparts)
+	rt.repApplied = make([]int64, rt.nparts)
 	rt.repFinal = make([]atomic.Bool, rt.nparts)
 	return nil
 }

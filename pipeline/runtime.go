@@ -152,6 +152,9 @@ type engine struct {
 	repOn    []bool
 	repGen   uint64
 	repFinal []atomic.Bool
+	// repApplied[p] is partition p's repartition offset the checkpoint
+	// being taken saves, -1 if none; guarded by ckptMu, then grp.ckpt.
+	repApplied []int64
 }
 
 // Runner runs a Plan: it owns the state store, the source, the sinks and
@@ -612,6 +615,13 @@ func (rt *engine) checkpoint() error {
 	if err := batch.Commit(); err != nil {
 		return fmt.Errorf("checkpoint: commit: %w", err)
 	}
+	if pr, ok := rt.rep.(RepartitionPurger); ok {
+		for p, off := range rt.repApplied {
+			if off >= 0 {
+				pr.Purge(p, off)
+			}
+		}
+	}
 	rt.splitsMu.Lock()
 	for id, off := range offsets {
 		ss := rt.splits[id]
@@ -656,10 +666,14 @@ func (rt *engine) snapshot() (*state.Batch, Offsets, error) {
 	batch := rt.db.NewBatch()
 	for _, w := range rt.workers {
 		done := make(chan error, 1)
+		w.x.flushed = -1
 		w.ctrl <- ctrlReq{batch: batch, done: done}
 		if err := <-done; err != nil {
 			batch.Close()
 			return nil, nil, fmt.Errorf("checkpoint: partition %d: %w", w.id, err)
+		}
+		if rt.repApplied != nil {
+			rt.repApplied[w.id] = w.x.flushed
 		}
 	}
 	if err := rt.runStopped(); err != nil {

@@ -226,6 +226,13 @@ type SourceConfig struct {
 	// Linger is how long the source waits for more messages before it
 	// hands a batch over. Default 2ms.
 	Linger pipeline.Duration `yaml:"linger"`
+	// RepartitionPurgeDelay is how long after a checkpoint commits the
+	// exchanges it applied are deleted from the repartition topic
+	// (DeleteRecords, as Kafka Streams purges its repartition topics).
+	// Default 30s: longer than a process that lost its partitions without
+	// noticing yet may go on checkpointing (Sluice has no fencing). If the
+	// brokers refuse the deletion, the topic's retention bounds it.
+	RepartitionPurgeDelay pipeline.Duration `yaml:"repartition_purge_delay"`
 	// Bounded ends the run once every partition is read up to the end
 	// offset it had when the run started (in a group: once every partition
 	// is, by whichever member owns it): every window closes and every
@@ -243,8 +250,8 @@ func (c SourceConfig) Validate() error {
 		return errors.New("kafka source: topic is required")
 	case c.Group == "":
 		return errors.New("kafka source: group is required (the consumer group whose members split the partitions)")
-	case c.SessionTimeout < 0 || c.HeartbeatInterval < 0 || c.Linger < 0 || c.BatchSize < 0:
-		return errors.New("kafka source: session_timeout, heartbeat_interval, linger and batch_size must not be negative")
+	case c.SessionTimeout < 0 || c.HeartbeatInterval < 0 || c.Linger < 0 || c.BatchSize < 0 || c.RepartitionPurgeDelay < 0:
+		return errors.New("kafka source: session_timeout, heartbeat_interval, linger, batch_size and repartition_purge_delay must not be negative")
 	case c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout:
 		return errors.New("kafka source: heartbeat_interval must be shorter than session_timeout")
 	}

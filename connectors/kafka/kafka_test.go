@@ -9,20 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
 // TestEndToEndEqualsFileRun produces events to an 8-partition topic, runs
 // the retail pipeline from it to an output topic, and compares the output
-// with the run of the same pipeline over the same events in a file.
+// with the run of the same pipeline over the same events in a file. The
+// exchanges the run applied are purged from the repartition topic as it
+// goes (with a purge delay of 1ms instead of 30s).
 func TestEndToEndEqualsFileRun(t *testing.T) {
 	brokers, _ := testBrokers(t)
 	events := genEvents(t, 20000, 400)
 	want := referenceRecords(t, events, 8)
 
 	k := kafkaSpec{name: uniqueName(t), dir: t.TempDir(), brokers: brokers, partitions: 8, checkpoint: "200ms"}
-	spec := k.yaml()
+	spec := strings.Replace(k.yaml(), "bounded: true", "bounded: true, repartition_purge_delay: 1ms", 1)
 	createTopics(t, brokers, spec)
 	if n := produce(t, brokers, k.name+"-events", events); n != 20000 {
 		t.Fatalf("produced %d events", n)
@@ -35,6 +39,43 @@ func TestEndToEndEqualsFileRun(t *testing.T) {
 		t.Errorf("%d events were dropped as late across the outage", st.Late)
 	}
 	sameRecords(t, topicRecords(t, brokers, k.name+"-out", 8), want)
+
+	// Every partition of the repartition topic carried exchanges, and
+	// the run deleted what it had applied: the oldest offsets moved.
+	for p, r := range repartitionOffsets(t, brokers, kafka.RepartitionTopic(k.name)) {
+		if r.newest == 0 || r.oldest == 0 || r.oldest > r.newest {
+			t.Errorf("repartition partition %d: offsets %d to %d; want exchanges, some of them purged", p, r.oldest, r.newest)
+		}
+	}
+}
+
+// offsetRange is a partition's oldest and newest (next) offsets.
+type offsetRange struct{ oldest, newest int64 }
+
+// repartitionOffsets returns the offset range of each partition of topic.
+func repartitionOffsets(t *testing.T, brokers []string, topic string) []offsetRange {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.DefaultVersion
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]offsetRange, len(parts))
+	for i, p := range parts {
+		low, err1 := client.GetOffset(topic, p, sarama.OffsetOldest)
+		high, err2 := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		out[i] = offsetRange{low, high}
+	}
+	return out
 }
 
 // TestPoisonMessageIsDeadLettered puts messages that are not events in the

@@ -54,6 +54,7 @@ type Repartition struct {
 
 	mu      sync.Mutex
 	readers map[int]*repReader
+	purge   *purger
 }
 
 type repReader struct {
@@ -63,8 +64,10 @@ type repReader struct {
 }
 
 // OpenRepartition connects to the repartition topic of a pipeline with
-// nparts partitions, creating it if missing.
-func OpenRepartition(cc ClientConfig, topic string, nparts int, logger *slog.Logger) (*Repartition, error) {
+// nparts partitions, creating it if missing. What the pipeline has applied
+// is deleted from the topic purgeDelay after the checkpoint that applied
+// it (DefaultRepartitionPurgeDelay when 0).
+func OpenRepartition(cc ClientConfig, topic string, nparts int, purgeDelay time.Duration, logger *slog.Logger) (*Repartition, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -100,9 +103,20 @@ func OpenRepartition(cc ClientConfig, topic string, nparts int, logger *slog.Log
 		client.Close()
 		return nil, fmt.Errorf("repartition %s: %w", topic, err)
 	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		pub.Close()
+		consumer.Close()
+		client.Close()
+		return nil, fmt.Errorf("repartition %s: %w", topic, err)
+	}
+	if purgeDelay <= 0 {
+		purgeDelay = DefaultRepartitionPurgeDelay
+	}
 	return &Repartition{
 		topic: topic, nparts: nparts, pub: pub, client: client, consumer: consumer, logger: logger,
 		readers: make(map[int]*repReader),
+		purge:   newPurger(topic, admin, purgeDelay, logger), // admin shares (and would close) client
 	}, nil
 }
 
@@ -287,12 +301,17 @@ func (r *Repartition) Stop(p int) error {
 	return nil
 }
 
-// Close stops every reader, flushes and disconnects.
+// Purge implements pipeline.RepartitionPurger: partition p's messages up
+// to offset are deleted once the purge delay has passed.
+func (r *Repartition) Purge(p int, offset int64) { r.purge.add(p, offset) }
+
+// Close stops every reader and the purger, flushes and disconnects.
 func (r *Repartition) Close() error {
 	var errs []error
 	for p := range r.nparts {
 		errs = append(errs, r.Stop(p))
 	}
+	r.purge.close()
 	errs = append(errs, r.pub.Close(), r.consumer.Close(), r.client.Close())
 	return errors.Join(errs...)
 }

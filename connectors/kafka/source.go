@@ -137,7 +137,7 @@ func (s *Source) Repartition() (pipeline.Repartition, error) {
 	if s.repTopic == "" {
 		return nil, errors.New("kafka source: not bound")
 	}
-	rp, err := OpenRepartition(s.cfg.ClientConfig, s.repTopic, s.nparts, s.logger)
+	rp, err := OpenRepartition(s.cfg.ClientConfig, s.repTopic, s.nparts, s.cfg.RepartitionPurgeDelay.D(), s.logger)
 	if err != nil {
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
