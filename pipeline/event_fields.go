@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"strings"
+
 	"github.com/expr-lang/expr/ast"
 )
 
@@ -79,6 +81,27 @@ var optionalFieldPaths = map[string]EventFields{
 	"product.currency":      FieldProductCurrency,
 	"order":                 FieldOrderCurrency,
 	"order.currency":        FieldOrderCurrency,
+}
+
+// fieldNames names the optional fields, by bit.
+var fieldNames = [...]string{
+	"context.page.url", "context.page.referrer", "context.page.title", "context.channel",
+	"context.user_agent", "context.locale", "context.ip",
+	"product.sku", "product.brand", "product.currency", "order.currency",
+}
+
+// String lists the fields' paths, comma-separated, or says none.
+func (f EventFields) String() string {
+	var names []string
+	for i, name := range fieldNames {
+		if f&(1<<i) != 0 {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // EventFieldsOf returns the optional fields that reading the event field at

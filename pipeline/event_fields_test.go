@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math/bits"
 	"reflect"
 	"testing"
 )
@@ -60,6 +61,23 @@ func ptrs[T any](s []T) []*T {
 		out[i] = &s[i]
 	}
 	return out
+}
+
+func TestEventFieldsString(t *testing.T) {
+	if len(fieldNames) != bits.Len(uint(AllEventFields)) {
+		t.Fatalf("%d field names for %d fields", len(fieldNames), bits.Len(uint(AllEventFields)))
+	}
+	for i, name := range fieldNames {
+		if f := EventFieldsOf(name); f != 1<<i {
+			t.Errorf("field %d is named %q, which is field %b", i, name, f)
+		}
+	}
+	if got, want := (FieldPageURL | FieldOrderCurrency).String(), "context.page.url, order.currency"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got := EventFields(0).String(); got != "none" {
+		t.Errorf("String() of no field = %q", got)
+	}
 }
 
 func TestEventFieldsOf(t *testing.T) {

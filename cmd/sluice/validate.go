@@ -23,8 +23,8 @@ func validateCmd() *cobra.Command {
 			if err != nil {
 				return reportSpecErrors(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d operators, %d sinks, %d partitions)\n",
-				args[0], len(plan.Operators), len(plan.Sinks), plan.Spec.Partitions)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d operators, %d sinks, %d partitions; optional event fields decoded: %s)\n",
+				args[0], len(plan.Operators), len(plan.Sinks), plan.Spec.Partitions, plan.EventFields())
 			return nil
 		},
 	}
