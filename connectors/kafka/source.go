@@ -172,6 +172,7 @@ func (s *Source) Read(ctx context.Context, _ pipeline.Offsets, d pipeline.Delive
 	}
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
+	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Consumer.Group.Session.Timeout = s.cfg.SessionTimeout.D()
 	sc.Consumer.Group.Heartbeat.Interval = s.cfg.HeartbeatInterval.D()
 	// Eager rebalancing: every assignment goes through Setup, where the
