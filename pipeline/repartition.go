@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,7 +130,7 @@ type Repartition interface {
 	Consume(p int, after int64, deliver func([]ExchangeMessage), fail func(error)) error
 	// Stop stops reading partition p; once it returns, deliver is no
 	// longer called for it. Stopping a partition not being read does
-	// nothing.
+	// nothing. Stops of different partitions may run concurrently.
 	Stop(p int) error
 }
 
@@ -597,22 +598,27 @@ func (rt *engine) startRepartition(p int, gen uint64, after int64) error {
 	return nil
 }
 
-// stopRepartitionOf stops reading the repartition streams of parts;
-// grp.mu is held.
+// stopRepartitionOf stops reading the repartition streams of parts, all
+// at once (a reader may wait for a fetch in flight to end); grp.mu is
+// held.
 func (rt *engine) stopRepartitionOf(parts []int) error {
 	if rt.rep == nil {
 		return nil
 	}
-	var errs []error
-	for _, p := range parts {
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
 		if !rt.repOn[p] {
 			continue
 		}
 		rt.repOn[p] = false
-		if err := rt.rep.Stop(p); err != nil {
-			errs = append(errs, fmt.Errorf("partition %d: stop repartition: %w", p, err))
-		}
+		wg.Go(func() {
+			if err := rt.rep.Stop(p); err != nil {
+				errs[i] = fmt.Errorf("partition %d: stop repartition: %w", p, err)
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
