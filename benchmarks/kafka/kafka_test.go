@@ -5,12 +5,16 @@
 //
 // BenchmarkKafka measures, in one run: the raw consume throughput of
 // watermill-kafka's Subscriber (the ceiling: every message acknowledged,
-// nothing else), the retail pipeline (examples/retail-kafka.yaml's
-// operators) reading the same events from a topic and writing its records
-// to another, and the pipeline's event-to-output latency at half of the
-// rate it reached. SLUICE_KAFKA_BROKERS runs it against a real cluster;
-// SLUICE_BENCH_CPUPROFILE=file writes a CPU profile of the pipeline run
-// alone.
+// nothing else), an empty pipeline over the same events (the Kafka source
+// and the decoder; one operator drops every event), the retail pipeline
+// (examples/retail-kafka.yaml's operators) reading the same events from a
+// topic and writing its records to another, and the pipeline's
+// event-to-output latency at half of the rate it reached. Both pipelines
+// are timed from start to shutdown (group join, final checkpoint, leaving
+// the group); the raw consume up to its last message.
+// SLUICE_KAFKA_BROKERS runs it against a real cluster;
+// SLUICE_BENCH_CPUPROFILE=file writes a CPU profile of the retail
+// pipeline's run alone.
 package kafka
 
 import (
@@ -71,7 +75,22 @@ func name(prefix string) string {
 
 // pipelineSpec is the retail pipeline from topic events to topic out.
 func pipelineSpec(bs []string, pname, events, out, dir string, bounded bool) string {
-	q, _ := json.Marshal(bs)
+	return kafkaSpec(bs, pname, events, dir, bounded, retailOperators,
+		fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, views_1h, segments, abandonment]}\n", brokersJSON(bs), out))
+}
+
+// emptySpec is a pipeline that decodes the events of topic events and
+// drops them all: the Kafka source's own cost, without operators, state
+// or outputs.
+func emptySpec(bs []string, pname, events, out, dir string) string {
+	return kafkaSpec(bs, pname, events, dir, true,
+		"operators:\n  - {id: none, type: filter, with: {match: 'type == \"none\"'}}\n",
+		fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [none]}\n", brokersJSON(bs), out))
+}
+
+// kafkaSpec is a pipeline from topic events with the given operators and
+// sinks blocks.
+func kafkaSpec(bs []string, pname, events, dir string, bounded bool, operators, sinks string) string {
 	return fmt.Sprintf(`version: 1
 name: %s
 source: {type: kafka, brokers: %s, topic: %s, group: %s, bounded: %v}
@@ -79,8 +98,12 @@ time: {max_out_of_orderness: 5s, idle_timeout: 24h}
 partitions: %d
 state: {dir: %q, checkpoint_interval: 1s, sync: never}
 %ssinks:
-  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, views_1h, segments, abandonment]}
-`, pname, q, events, pname, bounded, partitions, dir, retailOperators, q, out)
+%s`, pname, brokersJSON(bs), events, pname, bounded, partitions, dir, operators, sinks)
+}
+
+func brokersJSON(bs []string) string {
+	q, _ := json.Marshal(bs)
+	return string(q)
 }
 
 func createTopics(b *testing.B, bs []string, spec string) {
@@ -342,11 +365,14 @@ func BenchmarkKafka(b *testing.B) {
 			b.Fatalf("produced %d: %v", n, err)
 		}
 		raw, rawCPU := rawConsume(b, bs, events, n)
+		empty, emptyCPU := runBounded(b, emptySpec(bs, name("empty"), events, pname+"-empty-out", filepath.Join(dir, "empty")), n)
 		piped, pipedCPU := runBounded(b, spec, n)
 		hist := latency(b, bs, lines, piped/2, 10*time.Second)
 		b.ReportMetric(raw, "raw_msgs/s")
 		b.ReportMetric(piped, "pipeline_events/s")
 		b.ReportMetric(100*piped/raw, "pipeline_%_of_raw")
+		b.ReportMetric(100*empty/raw, "empty_pipeline_%_of_raw")
+		b.ReportMetric(float64(emptyCPU)/1000, "empty_pipeline_cpu_µs/event")
 		b.ReportMetric(float64(rawCPU)/1000, "raw_cpu_µs/msg")
 		b.ReportMetric(float64(pipedCPU)/1000, "pipeline_cpu_µs/event")
 		b.ReportMetric(piped/2, "latency_rate/s")
