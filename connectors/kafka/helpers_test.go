@@ -259,45 +259,63 @@ func consumeAll(t *testing.T, brokers []string, topic string) []consumed {
 	t.Helper()
 	cfg := sarama.NewConfig()
 	cfg.Version = kafka.DefaultVersion
+	consumer, err := sarama.NewConsumer(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var out []consumed
+	for _, r := range topicOffsets(t, brokers, topic) {
+		if r.newest <= r.oldest {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, r.partition, r.oldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range pc.Messages() {
+			c := consumed{partition: r.partition, offset: m.Offset, key: string(m.Key), value: m.Value, headers: map[string]string{}}
+			for _, h := range m.Headers {
+				c.headers[string(h.Key)] = string(h.Value)
+			}
+			out = append(out, c)
+			if m.Offset >= r.newest-1 {
+				break
+			}
+		}
+		pc.Close()
+	}
+	return out
+}
+
+// offsetRange is a partition's oldest and newest (next) offsets.
+type offsetRange struct {
+	partition      int32
+	oldest, newest int64
+}
+
+// topicOffsets returns the offset range of each partition of topic.
+func topicOffsets(t *testing.T, brokers []string, topic string) []offsetRange {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.DefaultVersion
 	client, err := sarama.NewClient(brokers, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
 	parts, err := client.Partitions(topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []consumed
-	for _, p := range parts {
+	out := make([]offsetRange, len(parts))
+	for i, p := range parts {
 		low, err1 := client.GetOffset(topic, p, sarama.OffsetOldest)
 		high, err2 := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
-		if high <= low {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(topic, p, low)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range pc.Messages() {
-			c := consumed{partition: p, offset: m.Offset, key: string(m.Key), value: m.Value, headers: map[string]string{}}
-			for _, h := range m.Headers {
-				c.headers[string(h.Key)] = string(h.Value)
-			}
-			out = append(out, c)
-			if m.Offset >= high-1 {
-				break
-			}
-		}
-		pc.Close()
+		out[i] = offsetRange{p, low, high}
 	}
 	return out
 }

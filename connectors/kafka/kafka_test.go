@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/pipeline"
 )
@@ -42,40 +40,11 @@ func TestEndToEndEqualsFileRun(t *testing.T) {
 
 	// Every partition of the repartition topic carried exchanges, and
 	// the run deleted what it had applied: the oldest offsets moved.
-	for p, r := range repartitionOffsets(t, brokers, kafka.RepartitionTopic(k.name)) {
+	for _, r := range topicOffsets(t, brokers, kafka.RepartitionTopic(k.name)) {
 		if r.newest == 0 || r.oldest == 0 || r.oldest > r.newest {
-			t.Errorf("repartition partition %d: offsets %d to %d; want exchanges, some of them purged", p, r.oldest, r.newest)
+			t.Errorf("repartition partition %d: offsets %d to %d; want exchanges, some of them purged", r.partition, r.oldest, r.newest)
 		}
 	}
-}
-
-// offsetRange is a partition's oldest and newest (next) offsets.
-type offsetRange struct{ oldest, newest int64 }
-
-// repartitionOffsets returns the offset range of each partition of topic.
-func repartitionOffsets(t *testing.T, brokers []string, topic string) []offsetRange {
-	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = kafka.DefaultVersion
-	client, err := sarama.NewClient(brokers, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]offsetRange, len(parts))
-	for i, p := range parts {
-		low, err1 := client.GetOffset(topic, p, sarama.OffsetOldest)
-		high, err2 := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		out[i] = offsetRange{low, high}
-	}
-	return out
 }
 
 // TestPoisonMessageIsDeadLettered puts messages that are not events in the
