@@ -153,7 +153,7 @@ type engine struct {
 	repGen   uint64
 	repFinal []atomic.Bool
 	// repApplied[p] is partition p's repartition offset the checkpoint
-	// being taken saves, -1 if none; guarded by ckptMu, then grp.ckpt.
+	// being taken saves, -1 if none (checkpoint's, under grp.ckpt).
 	repApplied []int64
 }
 
