@@ -129,6 +129,17 @@ func (e *EndToEnd) RunRetailLive(ctx context.Context) (StateSize, error) {
 	return sz, nil
 }
 
+// RetailEventFields returns the optional event fields the retail pipeline
+// decodes (its projection), for the limit loop of the same projection.
+func (e *EndToEnd) RetailEventFields() (pipeline.EventFields, error) {
+	plan, dir, err := e.retailPlan("retail-plan")
+	if err != nil {
+		return 0, fmt.Errorf("bench: retail: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	return plan.EventFields(), nil
+}
+
 // retailPlan plans the retail pipeline over the input file, its output
 // (out.jsonl), dead letters and state in a new directory named after what,
 // which the caller removes.

@@ -104,6 +104,11 @@ func (f EventFields) String() string {
 	return strings.Join(names, ", ")
 }
 
+// DecodeOnly makes d decode, of the optional fields, only read: the others
+// it checks and leaves empty, as the runtime does for a pipeline's
+// projection. A new EventDecoder decodes them all.
+func (d *EventDecoder) DecodeOnly(read EventFields) { d.skip = AllEventFields &^ read }
+
 // EventFieldsOf returns the optional fields that reading the event field at
 // path (as CompileField and CompileNumber take it: "context.page.url",
 // "product.brand"...) needs; none for a field that is always decoded.

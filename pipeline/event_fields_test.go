@@ -35,7 +35,7 @@ func TestDecodeSkipsEventFields(t *testing.T) {
 		`{"event_id":"e-3","type":"products_searched","user_id":"u-1","timestamp":"2026-11-28T10:00:00Z","search":{"query":"rain jacket"}}`,
 	}
 	var full, skipping EventDecoder
-	skipping.skip = AllEventFields &^ FieldPageURL
+	skipping.DecodeOnly(FieldPageURL)
 	for _, in := range inputs {
 		var want, got Event
 		wantErr := full.Decode([]byte(in), &want)

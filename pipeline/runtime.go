@@ -414,7 +414,7 @@ func (rt *engine) split(id int32) *splitState {
 	ss := rt.splits[id]
 	if ss == nil {
 		ss = &splitState{maxT: minTime, wm: minTime, pending: make([]*inBatch, rt.nparts)}
-		ss.dec.skip = AllEventFields &^ rt.plan.EventFields()
+		ss.dec.DecodeOnly(rt.plan.EventFields())
 		if off, ok := rt.committed[id]; ok {
 			ss.offset, ss.committed = off, off
 		} else {
