@@ -30,6 +30,23 @@ func harnessOf(tb testing.TB, id, typ, with string) *pipeline.Harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return openHarness(tb, plan)
+}
+
+// harnessOfSpec runs the pipeline of spec, YAML named file in errors, in
+// a Harness, closed when the test ends.
+func harnessOfSpec(tb testing.TB, spec, file string) *pipeline.Harness {
+	tb.Helper()
+	plan, err := pipeline.ParsePlan([]byte(spec), file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return openHarness(tb, plan)
+}
+
+// openHarness runs plan in a Harness, closed when the test ends.
+func openHarness(tb testing.TB, plan *pipeline.Plan) *pipeline.Harness {
+	tb.Helper()
 	h, err := pipeline.NewHarness(plan)
 	if err != nil {
 		tb.Fatal(err)

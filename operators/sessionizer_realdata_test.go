@@ -60,19 +60,7 @@ operators:
     inputs: [consent]
     with: {gap: 30m}
 `, t.TempDir())
-	parsed, err := pipeline.ParseSpec([]byte(spec), "rees46.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := pipeline.NewPlan(parsed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := harnessOfSpec(t, spec, "rees46.yaml")
 	h.Process(events...)
 	h.EndOfInput()
 	if dead := h.DeadLetters(); len(dead) > 0 {

@@ -219,19 +219,7 @@ func TestSessionizerConfig(t *testing.T) {
 func BenchmarkSessionizer(b *testing.B) {
 	spec := "version: 1\nname: bench\nsource: {type: none}\npartitions: 1\nstate: {dir: " + strconv.Quote(b.TempDir()) + "}\n" +
 		"operators:\n  - id: sessions\n    type: sessionizer\n    with: {gap: 30m}\n"
-	parsed, err := pipeline.ParseSpec([]byte(spec), "bench.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	plan, err := pipeline.NewPlan(parsed)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
+	h := harnessOfSpec(b, spec, "bench.yaml")
 	const users, visit, batch = 10000, 20, 1000
 	userIDs := make([]string, users)
 	for i := range userIDs {

@@ -31,16 +31,7 @@ operators:
     type: window_counter
     with: %s
 `, partitions, tb.TempDir(), with)
-	plan, err := pipeline.ParsePlan([]byte(spec), "test.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	h, err := pipeline.NewHarness(plan)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = h.Close() })
-	return h
+	return harnessOfSpec(tb, spec, "test.yaml")
 }
 
 // wcRun is what a run of a window counter produced: every record as
