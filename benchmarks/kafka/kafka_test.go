@@ -392,3 +392,77 @@ func BenchmarkKafka(b *testing.B) {
 		b.ReportMetric(float64(hist.TotalCount()), "latency_samples")
 	}
 }
+
+// BenchmarkKafkaBreakdown says where the retail pipeline's throughput goes
+// on Kafka: against the raw consume of the same events, in one run, the
+// empty pipeline, then the retail pipeline without views_1h (the operator
+// whose events cross partitions through the repartition topic) and whole,
+// each writing its records to a file or to a topic. Every pipeline keeps
+// its state in Pebble and its changelog topic, checkpoints every second.
+func BenchmarkKafkaBreakdown(b *testing.B) {
+	bs := brokers(b)
+	data := eventsJSONL(b)
+	noViews, err := withoutOperator(retailOperators, "views_1h")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fileSink := func(inputs string) string {
+		return fmt.Sprintf("  - {id: out, type: file, path: %q, inputs: [%s]}\n", filepath.Join(b.TempDir(), "out.jsonl"), inputs)
+	}
+	kafkaSink := func(topic, inputs string) string {
+		return fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [%s]}\n", brokersJSON(bs), topic, inputs)
+	}
+	const all, allButViews = "sessions, views_1h, segments, abandonment", "sessions, segments, abandonment"
+	variants := []struct {
+		name string
+		spec func(pname, events, dir string) string
+	}{
+		{"empty", func(pname, events, dir string) string { return emptySpec(bs, pname, events, pname+"-out", dir) }},
+		{"no_views_to_file", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, noViews, fileSink(allButViews))
+		}},
+		{"no_views_to_kafka", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, noViews, kafkaSink(pname+"-out", allButViews))
+		}},
+		{"retail_to_file", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, fileSink(all))
+		}},
+		{"retail_to_kafka", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, kafkaSink(pname+"-out", all))
+		}},
+	}
+	for range b.N {
+		events := name("breakdown") + "-events"
+		if err := kafka.EnsureTopic(kafka.ClientConfig{Brokers: bs}, events, partitions, nil); err != nil {
+			b.Fatal(err)
+		}
+		n, err := kafka.ProduceJSONL(context.Background(), bytes.NewReader(data), kafka.ProduceConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}, Topic: events})
+		if err != nil || n != benchEvents {
+			b.Fatalf("produced %d: %v", n, err)
+		}
+		raw, rawCPU := rawConsume(b, bs, events, n)
+		b.ReportMetric(raw, "raw_msgs/s")
+		b.ReportMetric(float64(rawCPU)/1000, "raw_cpu_µs/msg")
+		for _, v := range variants {
+			spec := v.spec(name(strings.ReplaceAll(v.name, "_", "-")), events, filepath.Join(b.TempDir(), "state"))
+			createTopics(b, bs, spec)
+			rate, cpu := runBounded(b, spec, n)
+			b.ReportMetric(100*rate/raw, v.name+"_%_of_raw")
+			b.ReportMetric(float64(cpu)/1000, v.name+"_cpu_µs/event")
+		}
+	}
+}
+
+// withoutOperator returns an operators block without operator id (written
+// as examples/*.yaml write them: "  - id: <id>" opens an operator).
+func withoutOperator(operators, id string) (string, error) {
+	start := strings.Index(operators, "  - id: "+id+"\n")
+	if start < 0 {
+		return "", fmt.Errorf("no operator %q in %q", id, operators)
+	}
+	end := len(operators)
+	if next := strings.Index(operators[start+1:], "  - id: "); next >= 0 {
+		end = start + 1 + next
+	}
+	return operators[:start] + operators[end:], nil
+}
