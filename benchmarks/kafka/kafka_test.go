@@ -73,10 +73,18 @@ func name(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e9, seq.Add(1))
 }
 
+// retailOutputs are the retail operators whose records the benchmarks
+// write out.
+const retailOutputs = "sessions, views_1h, segments, abandonment"
+
 // pipelineSpec is the retail pipeline from topic events to topic out.
 func pipelineSpec(bs []string, pname, events, out, dir string, bounded bool) string {
-	return kafkaSpec(bs, pname, events, dir, bounded, retailOperators,
-		fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [sessions, views_1h, segments, abandonment]}\n", brokersJSON(bs), out))
+	return kafkaSpec(bs, pname, events, dir, bounded, retailOperators, kafkaSink(bs, out, retailOutputs))
+}
+
+// kafkaSink is a sinks entry writing the records of inputs to topic.
+func kafkaSink(bs []string, topic, inputs string) string {
+	return fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [%s]}\n", brokersJSON(bs), topic, inputs)
 }
 
 // emptySpec is a pipeline that decodes the events of topic events and
@@ -85,7 +93,7 @@ func pipelineSpec(bs []string, pname, events, out, dir string, bounded bool) str
 func emptySpec(bs []string, pname, events, out, dir string) string {
 	return kafkaSpec(bs, pname, events, dir, true,
 		"operators:\n  - {id: none, type: filter, with: {match: 'type == \"none\"'}}\n",
-		fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [none]}\n", brokersJSON(bs), out))
+		kafkaSink(bs, out, "none"))
 }
 
 // kafkaSpec is a pipeline from topic events with the given operators and
@@ -120,6 +128,15 @@ func createTopics(b *testing.B, bs []string, spec string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// produce writes the events of data to topic and returns their number.
+func produce(b *testing.B, bs []string, topic string, data []byte) int {
+	n, err := kafka.ProduceJSONL(context.Background(), bytes.NewReader(data), kafka.ProduceConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}, Topic: topic})
+	if err != nil || n != benchEvents {
+		b.Fatalf("produced %d: %v", n, err)
+	}
+	return n
 }
 
 // eventsJSONL generates the benchmark's events.
@@ -383,10 +400,7 @@ func BenchmarkKafka(b *testing.B) {
 		events, out := pname+"-events", pname+"-out"
 		spec := pipelineSpec(bs, pname, events, out, filepath.Join(dir, "state"), true)
 		createTopics(b, bs, spec)
-		n, err := kafka.ProduceJSONL(context.Background(), bytes.NewReader(data), kafka.ProduceConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}, Topic: events})
-		if err != nil || n != benchEvents {
-			b.Fatalf("produced %d: %v", n, err)
-		}
+		n := produce(b, bs, events, data)
 		raw, rawCPU := rawConsume(b, bs, events, n)
 		empty, emptyCPU := runBounded(b, emptySpec(bs, name("empty"), events, pname+"-empty-out", filepath.Join(dir, "empty")), n)
 		piped, pipedCPU := runBounded(b, spec, n)
@@ -423,10 +437,7 @@ func BenchmarkKafkaBreakdown(b *testing.B) {
 	fileSink := func(inputs string) string {
 		return fmt.Sprintf("  - {id: out, type: file, path: %q, inputs: [%s]}\n", filepath.Join(b.TempDir(), "out.jsonl"), inputs)
 	}
-	kafkaSink := func(topic, inputs string) string {
-		return fmt.Sprintf("  - {id: out, type: kafka, brokers: %s, topic: %s, inputs: [%s]}\n", brokersJSON(bs), topic, inputs)
-	}
-	const all, allButViews = "sessions, views_1h, segments, abandonment", "sessions, segments, abandonment"
+	const allButViews = "sessions, segments, abandonment"
 	variants := []struct {
 		name string
 		spec func(pname, events, dir string) string
@@ -436,13 +447,13 @@ func BenchmarkKafkaBreakdown(b *testing.B) {
 			return kafkaSpec(bs, pname, events, dir, true, noViews, fileSink(allButViews))
 		}},
 		{"no_views_to_kafka", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, noViews, kafkaSink(pname+"-out", allButViews))
+			return kafkaSpec(bs, pname, events, dir, true, noViews, kafkaSink(bs, pname+"-out", allButViews))
 		}},
 		{"retail_to_file", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, retailOperators, fileSink(all))
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, fileSink(retailOutputs))
 		}},
 		{"retail_to_kafka", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, retailOperators, kafkaSink(pname+"-out", all))
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, kafkaSink(bs, pname+"-out", retailOutputs))
 		}},
 	}
 	for range b.N {
@@ -450,10 +461,7 @@ func BenchmarkKafkaBreakdown(b *testing.B) {
 		if err := kafka.EnsureTopic(kafka.ClientConfig{Brokers: bs}, events, partitions, nil); err != nil {
 			b.Fatal(err)
 		}
-		n, err := kafka.ProduceJSONL(context.Background(), bytes.NewReader(data), kafka.ProduceConfig{ClientConfig: kafka.ClientConfig{Brokers: bs}, Topic: events})
-		if err != nil || n != benchEvents {
-			b.Fatalf("produced %d: %v", n, err)
-		}
+		n := produce(b, bs, events, data)
 		raw, rawCPU := rawConsume(b, bs, events, n)
 		b.ReportMetric(raw, "raw_msgs/s")
 		b.ReportMetric(float64(rawCPU)/1000, "raw_cpu_µs/msg")
