@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -430,31 +431,9 @@ func BenchmarkKafka(b *testing.B) {
 func BenchmarkKafkaBreakdown(b *testing.B) {
 	bs := brokers(b)
 	data := eventsJSONL(b)
-	noViews, err := withoutOperator(retailOperators, "views_1h")
+	variants, err := breakdownVariants(bs, b.TempDir)
 	if err != nil {
 		b.Fatal(err)
-	}
-	fileSink := func(inputs string) string {
-		return fmt.Sprintf("  - {id: out, type: file, path: %q, inputs: [%s]}\n", filepath.Join(b.TempDir(), "out.jsonl"), inputs)
-	}
-	const allButViews = "sessions, segments, abandonment"
-	variants := []struct {
-		name string
-		spec func(pname, events, dir string) string
-	}{
-		{"empty", func(pname, events, dir string) string { return emptySpec(bs, pname, events, pname+"-out", dir) }},
-		{"no_views_to_file", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, noViews, fileSink(allButViews))
-		}},
-		{"no_views_to_kafka", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, noViews, kafkaSink(bs, pname+"-out", allButViews))
-		}},
-		{"retail_to_file", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, retailOperators, fileSink(retailOutputs))
-		}},
-		{"retail_to_kafka", func(pname, events, dir string) string {
-			return kafkaSpec(bs, pname, events, dir, true, retailOperators, kafkaSink(bs, pname+"-out", retailOutputs))
-		}},
 	}
 	for range b.N {
 		events := name("breakdown") + "-events"
@@ -471,6 +450,72 @@ func BenchmarkKafkaBreakdown(b *testing.B) {
 			rate, cpu := runBounded(b, spec, n)
 			b.ReportMetric(100*rate/raw, v.name+"_%_of_raw")
 			b.ReportMetric(float64(cpu)/1000, v.name+"_cpu_µs/event")
+		}
+	}
+}
+
+// variant is one of BenchmarkKafkaBreakdown's pipelines: its name, and
+// its spec given its name, its topic of events and its state directory.
+type variant struct {
+	name string
+	spec func(pname, events, dir string) string
+}
+
+// breakdownVariants are BenchmarkKafkaBreakdown's pipelines, from the
+// cheapest to the whole retail pipeline; tmp gives the file sinks a
+// directory.
+func breakdownVariants(bs []string, tmp func() string) ([]variant, error) {
+	noViews, err := withoutOperator(retailOperators, "views_1h")
+	if err != nil {
+		return nil, err
+	}
+	fileSink := func(inputs string) string {
+		return fmt.Sprintf("  - {id: out, type: file, path: %q, inputs: [%s]}\n", filepath.Join(tmp(), "out.jsonl"), inputs)
+	}
+	const allButViews = "sessions, segments, abandonment"
+	return []variant{
+		{"empty", func(pname, events, dir string) string { return emptySpec(bs, pname, events, pname+"-out", dir) }},
+		{"no_views_to_file", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, noViews, fileSink(allButViews))
+		}},
+		{"no_views_to_kafka", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, noViews, kafkaSink(bs, pname+"-out", allButViews))
+		}},
+		{"retail_to_file", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, fileSink(retailOutputs))
+		}},
+		{"retail_to_kafka", func(pname, events, dir string) string {
+			return kafkaSpec(bs, pname, events, dir, true, retailOperators, kafkaSink(bs, pname+"-out", retailOutputs))
+		}},
+	}, nil
+}
+
+// TestBenchmarkSpecs plans every pipeline the benchmarks run, so that a
+// change to examples/retail-kafka.yaml that breaks one fails here and not
+// only when someone benchmarks.
+func TestBenchmarkSpecs(t *testing.T) {
+	bs := []string{"127.0.0.1:9092"}
+	dir := t.TempDir()
+	variants, err := breakdownVariants(bs, t.TempDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants = append(variants, variant{"retail", func(pname, events, dir string) string {
+		return pipelineSpec(bs, pname, events, pname+"-out", dir, false)
+	}})
+	for _, v := range variants {
+		spec := v.spec("p-"+strings.ReplaceAll(v.name, "_", "-"), "events", dir)
+		plan, err := pipeline.ParsePlan([]byte(spec), v.name+".yaml")
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", v.name, err, spec)
+		}
+		var ids []string
+		for _, op := range plan.Operators {
+			ids = append(ids, op.ID)
+		}
+		hasViews := slices.Contains(ids, "views_1h")
+		if want := strings.HasPrefix(v.name, "retail"); hasViews != want {
+			t.Errorf("%s: operators %v: views_1h present %v, want %v", v.name, ids, hasViews, want)
 		}
 	}
 }
