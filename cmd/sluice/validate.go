@@ -23,11 +23,20 @@ func validateCmd() *cobra.Command {
 			if err != nil {
 				return reportSpecErrors(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d operators, %d sinks, %d partitions; optional event fields decoded: %s)\n",
-				args[0], len(plan.Operators), len(plan.Sinks), plan.Spec.Partitions, plan.EventFields())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s, %s, %s; optional event fields decoded: %s)\n", args[0],
+				count(len(plan.Operators), "operator"), count(len(plan.Sinks), "sink"), count(plan.Spec.Partitions, "partition"),
+				plan.EventFields())
 			return nil
 		},
 	}
+}
+
+// count says n things: "1 sink", "2 sinks".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // reportSpecErrors prints every error of a spec, one a line, and returns
