@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -254,14 +255,11 @@ func newInputs(b *testing.B, lines [][]byte) *inputs {
 	return in
 }
 
-// idHash is FNV-1a of an event id.
-func idHash(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint64(id[i])) * 1099511628211
-	}
-	return h
-}
+// idSeed seeds idHash.
+var idSeed = maphash.MakeSeed()
+
+// idHash is a 64-bit hash of an event id.
+func idHash(id string) uint64 { return maphash.String(idSeed, id) }
 
 // latencies are the event-to-output latencies of a run, in microseconds:
 // from producing an event to reading back from the output topic a record
